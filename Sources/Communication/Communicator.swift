@@ -1,0 +1,79 @@
+// The ranks of a run and the collectives the trainer needs. The trainer sees only this protocol;
+#if canImport(Glibc)
+import Glibc
+#endif
+// `MPICommunicator` binds it to Open MPI, `SingleProcess` is the one-rank stand-in used by tests.
+
+/// A failed collective or a failure to start the parallel runtime.
+public struct CommunicationError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public protocol Communicator: AnyObject {
+    /// This process's index in `0..<size`.
+    var rank: Int { get }
+    /// Number of ranks in the run.
+    var size: Int { get }
+    /// Ranks sharing this node (used to divide the node's cores between ranks).
+    var localSize: Int { get }
+
+    /// Sums `count` floats across ranks with the rank-order pairwise tree of docs/determinism.md,
+    /// in place, so that the result does not depend on how the library schedules messages.
+    /// `combine(leaves, count, length, out)` folds `count` contiguous vectors of `length` floats.
+    func treeAllreduce(_ buffer: UnsafeMutablePointer<Float>, count: Int,
+                       combine: (UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void) throws
+    /// Element-wise sum of doubles across ranks (metrics; order may vary in the last bits).
+    func allreduceSum(_ values: inout [Double]) throws
+    /// Element-wise maximum of integers across ranks.
+    func allreduceMax(_ values: inout [Int64]) throws
+    /// Copies `byteCount` bytes from `root` to every rank.
+    func broadcast(_ buffer: UnsafeMutableRawPointer, byteCount: Int, root: Int) throws
+    func barrier() throws
+    /// Ends every rank of the run at once, after printing `message` on this one.
+    func abort(_ message: String, exitCode: Int32) -> Never
+    /// Orderly end of the parallel runtime; call once at exit.
+    func finish()
+}
+
+extension Communicator {
+    public var isRoot: Bool { rank == 0 }
+
+    /// Every rank reports whether its part of a phase succeeded; all learn the lowest failing rank
+    /// (or nil). Called before a collective that a failing rank would not reach, so no rank waits forever.
+    public func firstFailingRank(localFailure: Bool) throws -> Int? {
+        var v: [Int64] = [localFailure ? Int64(size - rank) : 0]
+        try allreduceMax(&v)
+        return v[0] == 0 ? nil : size - Int(v[0])
+    }
+
+    /// Broadcasts a string from `root`.
+    public func broadcast(_ text: String, root: Int) throws -> String {
+        var length: [Int64] = [rank == root ? Int64(text.utf8.count) : 0]
+        try length.withUnsafeMutableBytes { try broadcast($0.baseAddress!, byteCount: 8, root: root) }
+        var bytes = rank == root ? Array(text.utf8) : [UInt8](repeating: 0, count: Int(length[0]))
+        if !bytes.isEmpty {
+            try bytes.withUnsafeMutableBytes { try broadcast($0.baseAddress!, byteCount: $0.count, root: root) }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// One rank, no runtime: every collective is the identity.
+public final class SingleProcess: Communicator {
+    public init() {}
+    public var rank: Int { 0 }
+    public var size: Int { 1 }
+    public var localSize: Int { 1 }
+    public func treeAllreduce(_ buffer: UnsafeMutablePointer<Float>, count: Int,
+                              combine: (UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void) throws {}
+    public func allreduceSum(_ values: inout [Double]) throws {}
+    public func allreduceMax(_ values: inout [Int64]) throws {}
+    public func broadcast(_ buffer: UnsafeMutableRawPointer, byteCount: Int, root: Int) throws {}
+    public func barrier() throws {}
+    public func abort(_ message: String, exitCode: Int32) -> Never {
+        FileHandleOutput.standardError(message)
+        exit(exitCode)
+    }
+    public func finish() {}
+}

@@ -1,0 +1,139 @@
+// Open MPI behind the Communicator protocol, through the CMPI shim.
+import CMPI
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writes a line to standard error without buffering (messages must survive an abort).
+enum FileHandleOutput {
+    static func standardError(_ message: String) {
+        let line = message.hasSuffix("\n") ? message : message + "\n"
+        _ = line.withCString { fputs($0, stderr) }
+        fflush(stderr)
+    }
+}
+
+public final class MPICommunicator: Communicator {
+    public let rank: Int
+    public let size: Int
+    public let localSize: Int
+    private let world: MPI_Comm
+    // Reused between calls so a training step allocates nothing.
+    private var receive: UnsafeMutablePointer<Float>?
+    private var receiveCapacity = 0
+
+    /// Initialises MPI (as a singleton when started without mpirun).
+    public init() throws {
+        var provided: Int32 = 0
+        var argc: Int32 = 0
+        var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = nil
+        var initialised: Int32 = 0
+        MPI_Initialized(&initialised)
+        if initialised == 0 {
+            let rc = MPI_Init_thread(&argc, &argv, Int32(MPI_THREAD_FUNNELED), &provided)
+            if rc != MPI_SUCCESS { throw CommunicationError("MPI_Init_thread failed: \(Self.errorString(rc))") }
+        }
+        world = aedist_comm_world()
+        MPI_Comm_set_errhandler(world, aedist_errors_return())
+        var r: Int32 = 0, s: Int32 = 0
+        MPI_Comm_rank(world, &r)
+        MPI_Comm_size(world, &s)
+        rank = Int(r); size = Int(s)
+        var local: MPI_Comm? = nil
+        MPI_Comm_split_type(world, Int32(MPI_COMM_TYPE_SHARED), r, aedist_info_null(), &local)
+        var ls: Int32 = 1
+        if local != nil { MPI_Comm_size(local, &ls); MPI_Comm_free(&local) }
+        localSize = Int(ls)
+    }
+
+    static func errorString(_ code: Int32) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(MPI_MAX_ERROR_STRING) + 1)
+        var length: Int32 = 0
+        MPI_Error_string(code, &buffer, &length)
+        return String(cString: buffer)
+    }
+
+    private func check(_ rc: Int32, _ what: String) throws {
+        if rc != MPI_SUCCESS { throw CommunicationError("\(what) failed on rank \(rank): \(Self.errorString(rc))") }
+    }
+
+    private func segment(_ i: Int, of count: Int) -> (offset: Int, length: Int) {
+        let base = count / size, extra = count % size
+        let offset = i * base + min(i, extra)
+        return (offset, base + (i < extra ? 1 : 0))
+    }
+
+    public func treeAllreduce(_ buffer: UnsafeMutablePointer<Float>, count: Int,
+                              combine: (UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void) throws {
+        if size == 1 || count == 0 { return }
+        // All-to-all: rank s receives every rank's copy of segment s, folds them in rank order, then
+        // an all-gather shares the folded segments (docs/determinism.md).
+        let mine = segment(rank, of: count)
+        let needed = mine.length * size
+        if needed > receiveCapacity {
+            receive?.deallocate()
+            receive = .allocate(capacity: max(needed, 1))
+            receiveCapacity = needed
+        }
+        var sendCounts = [Int32](repeating: 0, count: size), sendOffsets = sendCounts
+        var receiveCounts = sendCounts, receiveOffsets = sendCounts
+        for i in 0..<size {
+            let s = segment(i, of: count)
+            sendCounts[i] = Int32(s.length); sendOffsets[i] = Int32(s.offset)
+            receiveCounts[i] = Int32(mine.length); receiveOffsets[i] = Int32(i * mine.length)
+        }
+        let into = receive!
+        try check(MPI_Alltoallv(buffer, sendCounts, sendOffsets, aedist_float(),
+                                into, receiveCounts, receiveOffsets, aedist_float(), world), "MPI_Alltoallv")
+        combine(into, size, mine.length, buffer + mine.offset)
+        var gatherCounts = [Int32](repeating: 0, count: size), gatherOffsets = gatherCounts
+        for i in 0..<size {
+            let s = segment(i, of: count)
+            gatherCounts[i] = Int32(s.length); gatherOffsets[i] = Int32(s.offset)
+        }
+        try check(MPI_Allgatherv(aedist_in_place(), 0, aedist_float(), buffer, gatherCounts, gatherOffsets,
+                                 aedist_float(), world), "MPI_Allgatherv")
+    }
+
+    public func allreduceSum(_ values: inout [Double]) throws {
+        if size == 1 || values.isEmpty { return }
+        let n = Int32(values.count)
+        try values.withUnsafeMutableBufferPointer {
+            try check(MPI_Allreduce(aedist_in_place(), $0.baseAddress, n, aedist_double(), aedist_op_sum(), world),
+                      "MPI_Allreduce")
+        }
+    }
+
+    public func allreduceMax(_ values: inout [Int64]) throws {
+        if size == 1 || values.isEmpty { return }
+        let n = Int32(values.count)
+        try values.withUnsafeMutableBufferPointer {
+            try check(MPI_Allreduce(aedist_in_place(), $0.baseAddress, n, aedist_int64(), aedist_op_max(), world),
+                      "MPI_Allreduce")
+        }
+    }
+
+    public func broadcast(_ buffer: UnsafeMutableRawPointer, byteCount: Int, root: Int) throws {
+        if size == 1 { return }
+        var offset = 0
+        while offset < byteCount {   // counts are 32-bit
+            let n = min(byteCount - offset, Int(Int32.max))
+            try check(MPI_Bcast(buffer + offset, Int32(n), aedist_byte(), Int32(root), world), "MPI_Bcast")
+            offset += n
+        }
+    }
+
+    public func barrier() throws { try check(MPI_Barrier(world), "MPI_Barrier") }
+
+    public func abort(_ message: String, exitCode: Int32) -> Never {
+        FileHandleOutput.standardError(message)
+        MPI_Abort(world, exitCode)
+        exit(exitCode)
+    }
+
+    public func finish() {
+        var finalised: Int32 = 0
+        MPI_Finalized(&finalised)
+        if finalised == 0 { MPI_Finalize() }
+    }
+}

@@ -1,0 +1,69 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+// Optimizers over the flat parameter buffer: one element-wise loop each, split across threads by
+// ranges (so the result does not depend on the thread count). Their state is a few buffers of the
+// parameters' layout plus a step count, all of which a checkpoint saves.
+import Kernels
+
+public enum OptimizerKind: String, CaseIterable, Sendable { case adam, sgd }
+
+public struct OptimizerSettings: Equatable, Sendable {
+    public var kind: OptimizerKind = .adam
+    public var lr: Float = 0.001
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var epsilon: Float = 1e-8
+    public var momentum: Float = 0.9
+    public init() {}
+}
+
+public final class Optimizer: @unchecked Sendable {
+    public let settings: OptimizerSettings
+    /// Named state buffers: Adam "m" and "v"; SGD "momentum".
+    public let state: [(name: String, buffer: FloatBuffer)]
+    /// Updates applied so far (Adam's bias correction uses it).
+    public var updates: Int64 = 0
+
+    public init(settings: OptimizerSettings, parameterCount: Int) {
+        self.settings = settings
+        switch settings.kind {
+        case .adam: state = [("m", FloatBuffer(count: parameterCount)), ("v", FloatBuffer(count: parameterCount))]
+        case .sgd: state = [("momentum", FloatBuffer(count: parameterCount))]
+        }
+    }
+
+    /// Applies one update to `parameters` from `gradients` (the mean-loss gradient).
+    public func update(_ parameters: FloatBuffer, gradients: FloatBuffer, pool: ComputePool) {
+        updates += 1
+        let n = parameters.count
+        let p = parameters.pointer, g = gradients.pointer
+        let blocks = max(1, min(pool.threads * 4, n / 65_536))
+        let s = settings
+        switch s.kind {
+        case .adam:
+            let m = state[0].buffer.pointer, v = state[1].buffer.pointer
+            let t = Double(updates)
+            let c1 = Float(1 - pow(Double(s.beta1), t)), c2 = Float(1 - pow(Double(s.beta2), t))
+            let stepSize = s.lr / c1, rootC2 = c2.squareRoot()
+            pool.parallelFor(blocks) { b in
+                for i in (n * b / blocks)..<(n * (b + 1) / blocks) {
+                    let gi = g[i]
+                    let mi = s.beta1 * m[i] + (1 - s.beta1) * gi
+                    let vi = s.beta2 * v[i] + (1 - s.beta2) * gi * gi
+                    m[i] = mi; v[i] = vi
+                    p[i] -= stepSize * mi / (vi.squareRoot() / rootC2 + s.epsilon)
+                }
+            }
+        case .sgd:
+            let u = state[0].buffer.pointer
+            pool.parallelFor(blocks) { b in
+                for i in (n * b / blocks)..<(n * (b + 1) / blocks) {
+                    let ui = s.momentum * u[i] + g[i]
+                    u[i] = ui
+                    p[i] -= s.lr * ui
+                }
+            }
+        }
+    }
+}

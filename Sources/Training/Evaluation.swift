@@ -1,0 +1,49 @@
+// Loss of a model on a data split, the work split across ranks by contiguous row ranges.
+import Communication
+import Kernels
+import Models
+import Storage
+
+public struct EvaluationResult: Sendable {
+    public var samples: Int
+    /// Mean per-sample loss: the negative ELBO for a VAE (reconstruction + kl_weight * KL + penalty).
+    public var loss: Double
+    public var reconstruction: Double
+    public var kl: Double
+    public var msePerFeature: Double
+}
+
+/// Rows `[start, end)` of `count` that rank `rank` of `size` handles.
+func rowRange(count: Int, rank: Int, size: Int) -> Range<Int> {
+    (count * rank / size)..<(count * (rank + 1) / size)
+}
+
+public func evaluate(model: Autoencoder, parameters: FloatBuffer, data: StoredMatrix, scale: Float,
+                     seed: UInt64, workspace: Workspace, communicator: Communicator, pool: ComputePool) throws -> EvaluationResult {
+    let range = rowRange(count: data.rows, rank: communicator.rank, size: communicator.size)
+    var sums = [0.0, 0.0, 0.0, 0.0]   // loss, reconstruction, kl, squared error
+    var start = range.lowerBound
+    var indices = [Int](repeating: 0, count: workspace.capacity)
+    while start < range.upperBound {
+        let rows = min(workspace.capacity, range.upperBound - start)
+        for i in 0..<rows { indices[i] = start + i }
+        indices.withUnsafeBufferPointer {
+            data.gatherRows(UnsafeBufferPointer(rebasing: $0[0..<rows]), scale: scale, into: workspace.input.pointer)
+        }
+        // Fixed latent noise per test row, so the estimate is the same on any rank count.
+        let noise = NoiseSource(seed: seed, firstSample: UInt64(start), latentStream: .evaluation, corruptInputs: false)
+        model.forward(parameters, workspace, rows: rows, noise: noise, pool: pool)
+        for r in 0..<rows {
+            sums[0] += Double(model.loss(workspace, row: r))
+            sums[1] += Double(workspace.reconstruction.pointer[r])
+            sums[2] += Double(workspace.kl.pointer[r])
+        }
+        sums[3] += reconstructionSquaredError(outputs: workspace.outputs, targets: workspace.input.pointer, rows: rows,
+                                              columns: model.spec.inputs, sigmoidOutputs: model.spec.output == .bernoulli)
+        start += rows
+    }
+    try communicator.allreduceSum(&sums)
+    let n = Double(max(data.rows, 1))
+    return EvaluationResult(samples: data.rows, loss: sums[0] / n, reconstruction: sums[1] / n, kl: sums[2] / n,
+                            msePerFeature: sums[3] / (n * Double(model.spec.inputs)))
+}

@@ -1,0 +1,116 @@
+// `aedist eval` and `aedist inspect`: reading a checkpoint back and reporting on files.
+import Communication
+import Foundation
+import Kernels
+import Models
+import Storage
+
+public struct EvaluationReport {
+    public let split: String
+    public let result: EvaluationResult
+    public let kind: ModelKind
+
+    public var json: String {
+        var object: [String: Any] = ["split": split, "samples": result.samples, "loss": result.loss,
+                                     "mse_per_feature": result.msePerFeature]
+        if kind == .vae { object["recon"] = result.reconstruction; object["kl"] = result.kl }
+        return Console.encode(object)
+    }
+
+    public var text: String {
+        var s = String(format: "%@: %d samples, loss %.4f, mse per feature %.6f", split, result.samples, result.loss, result.msePerFeature)
+        if kind == .vae { s += String(format: " (negative ELBO: reconstruction %.4f + KL %.4f)", result.reconstruction, result.kl) }
+        return s
+    }
+}
+
+/// A checkpoint's model with its parameters loaded.
+public struct LoadedModel {
+    public let checkpoint: Checkpoint
+    public let model: Autoencoder
+    public let parameters: FloatBuffer
+}
+
+/// Opens a checkpoint and builds its model; `features` is the data's width (from the checkpoint's own data when nil).
+public func loadModel(checkpointPath: String, features: Int) throws -> LoadedModel {
+    let checkpoint = try Checkpoint(path: checkpointPath)
+    var spec = checkpoint.config.model
+    spec.inputs = features
+    let model = Autoencoder(spec: spec)
+    let parameters = FloatBuffer(count: model.parameterCount)
+    try checkpoint.load(model: model, parameters: parameters, optimizer: nil)
+    return LoadedModel(checkpoint: checkpoint, model: model, parameters: parameters)
+}
+
+/// Resolves `--split` against a configuration: "train", "test", or a dataset path.
+func datasetPath(split: String?, config: RunConfig) -> String {
+    switch split {
+    case nil: return config.data.test ?? config.data.train
+    case "train"?: return config.data.train
+    case "test"?: return config.data.test ?? "test"
+    case let path?: return path
+    }
+}
+
+public func evaluateCheckpoint(path: String, dataPath: String?, split: String?, threads: Int?,
+                               communicator: Communicator) throws -> EvaluationReport {
+    let pool = ComputePool(threads: threads ?? defaultThreads(localRanks: communicator.localSize))
+    let (loaded, data, scale, name) = try agreeing(communicator) { () -> (LoadedModel, StoredMatrix, Float, String) in
+        let header = try Checkpoint(path: path)
+        let file = dataPath ?? header.config.data.path
+        let name = datasetPath(split: split, config: header.config)
+        let data = try StoredMatrix(file: file, dataset: name)
+        let loaded = try loadModel(checkpointPath: path, features: data.columns)
+        let scale = header.config.data.scale ?? Datasets.automaticScale(data.elementType)
+        return (loaded, data, scale, name)
+    }
+    let workspace = Workspace(model: loaded.model, capacity: 256)
+    let result = try evaluate(model: loaded.model, parameters: loaded.parameters, data: data, scale: scale,
+                              seed: loaded.checkpoint.config.train.seed, workspace: workspace,
+                              communicator: communicator, pool: pool)
+    return EvaluationReport(split: name, result: result, kind: loaded.model.spec.kind)
+}
+
+/// A readable summary of a dataset file or a checkpoint.
+public func describeFile(_ path: String) throws -> String {
+    let file = try HDF5File(readingAt: path)
+    defer { file.close() }
+    var lines: [String] = []
+    if file.hasAttribute("format"), (try? file.stringAttribute("format")) == CheckpointFormat.name {
+        let checkpoint = try Checkpoint(path: path)
+        let c = checkpoint.config
+        var count = 0
+        var shapes: [String] = []
+        for name in try file.children(ofGroup: "/model").sorted() {
+            let shape = try file.shape(ofDataset: "/model/\(name)")
+            count += shape.reduce(1, *)
+            shapes.append("  /model/\(name) \(shape)")
+        }
+        lines.append("\(path): aedist checkpoint, format_version \(try file.int64Attribute("format_version"))")
+        lines.append("step \(checkpoint.progress.step), epoch \(checkpoint.progress.epoch), samples seen \(checkpoint.progress.samplesSeen), written by \(checkpoint.worldSize) rank(s)")
+        lines.append("model: \(c.model.summaryText); \(count) parameters")
+        lines.append("train: optimizer \(c.train.optimizer.kind.rawValue) lr \(c.train.optimizer.lr), batch \(c.train.batchSize), seed \(c.train.seed), epochs \(c.train.epochs)")
+        lines.append("data: \(c.data.path) (\(c.data.train))")
+        lines += shapes
+    } else {
+        lines.append("\(path): HDF5 file")
+        func walk(_ group: String) throws {
+            for name in try file.children(ofGroup: group).sorted() {
+                let full = group == "/" ? "/" + name : group + "/" + name
+                switch file.kind(of: full) {
+                case .group?: lines.append("  \(full)/"); try walk(full)
+                case .dataset?:
+                    let shape = try file.shape(ofDataset: full)
+                    let type = (try? file.elementType(ofDataset: full).rawValue) ?? "non-numeric"
+                    lines.append("  \(full) \(type) \(shape)")
+                case nil: break
+                }
+            }
+        }
+        try walk("/")
+        if file.hasAttribute("image_shape") {
+            lines.append("  image_shape \(try file.int64ArrayAttribute("image_shape"))")
+        }
+    }
+    return lines.joined(separator: "\n")
+}

@@ -1,0 +1,322 @@
+// The run configuration (SPEC.md "Run configuration"): defaults, the YAML file, `--set` overrides,
+// and validation that names the file, key and value of every mistake.
+import Foundation
+import Models
+import Yams
+
+public struct ConfigError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public struct DataSettings: Equatable, Sendable {
+    public var path = "data/digits.h5"
+    public var train = "train/images"
+    public var test: String? = "test/images"
+    /// nil: automatic (1/255 for 8-bit integer data, else 1).
+    public var scale: Float? = nil
+}
+
+public struct TrainSettings: Equatable, Sendable {
+    public var epochs = 10
+    public var maxSteps: Int? = nil
+    public var batchSize = 128
+    public var microBatch = 16
+    public var optimizer = OptimizerSettings()
+    public var seed: UInt64 = 0
+    public var logEvery = 50
+    public var checkpointEvery = 500
+    public var keepCheckpoints = 3
+}
+
+public struct RunConfig: Equatable, Sendable {
+    public var model = ModelSpec()
+    public var data = DataSettings()
+    public var train = TrainSettings()
+    public var runDirectory = "runs/default"
+
+    public init() {}
+
+    /// The keys a configuration may set, with their defaults: the schema for unknown-key checks.
+    static let defaultsYAML = """
+    model:
+      kind: vae
+      encoder: [512, 256]
+      latent: 20
+      activation: relu
+      output: bernoulli
+      denoise: {noise: none, level: 0.0}
+      sparsity: {l1: 0.0}
+      kl_weight: 1.0
+    data:
+      path: data/digits.h5
+      train: train/images
+      test: test/images
+      scale: auto
+    train:
+      epochs: 10
+      max_steps: null
+      batch_size: 128
+      micro_batch: 16
+      optimizer: adam
+      lr: 0.001
+      momentum: 0.9
+      seed: 0
+      log_every: 50
+      checkpoint_every: 500
+      keep_checkpoints: 3
+    run_dir: null
+    """
+
+    /// Reads `file` (nil: defaults only), applies `overrides` ("dotted.key=yaml value"), validates.
+    public static func load(file: String?, overrides: [String] = []) throws -> RunConfig {
+        var values = try flatten(text: defaultsYAML, origin: "defaults")
+        let known = Set(values.keys)
+        var origins: [String: String] = [:]
+        if let file {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw ConfigError("config file '\(file)': cannot be read (does it exist?)")
+            }
+            guard let text = String(data: data, encoding: .utf8) else {
+                throw ConfigError("config file '\(file)': not UTF-8 text")
+            }
+            for (key, node) in try flatten(text: text, origin: "config file '\(file)'") {
+                guard known.contains(key) else {
+                    throw ConfigError("config file '\(file)': unknown key '\(key)' (known keys: \(known.sorted().joined(separator: ", ")))")
+                }
+                values[key] = node
+                origins[key] = "config file '\(file)'"
+            }
+        }
+        for item in overrides {
+            guard let eq = item.firstIndex(of: "="), eq != item.startIndex else {
+                throw ConfigError("--set '\(item)': expected KEY=VALUE, for example --set model.latent=32")
+            }
+            let key = String(item[..<eq]), valueText = String(item[item.index(after: eq)...])
+            let origin = "--set \(item)"
+            let node: Node
+            do { node = try Yams.compose(yaml: valueText) ?? Node("null", .init(.null)) }
+            catch { throw ConfigError("\(origin): the value is not valid YAML") }
+            if known.contains(key) {
+                values[key] = node
+            } else if case .mapping = node, known.contains(where: { $0.hasPrefix(key + ".") }) {
+                for (sub, n) in try flatten(node: node, prefix: key, origin: origin) {
+                    guard known.contains(sub) else { throw ConfigError("\(origin): unknown key '\(sub)'") }
+                    values[sub] = n
+                }
+            } else {
+                throw ConfigError("\(origin): unknown key '\(key)' (known keys: \(known.sorted().joined(separator: ", ")))")
+            }
+            origins[key] = origin
+        }
+        var config = RunConfig()
+        let reader = ValueReader(values: values, origins: origins, configFile: file)
+        try config.read(reader, file: file)
+        return config
+    }
+
+    private mutating func read(_ r: ValueReader, file: String?) throws {
+        model.kind = try r.choice("model.kind", ModelKind.self)
+        model.encoder = try r.intList("model.encoder", minimum: 1)
+        model.latent = try r.int("model.latent", minimum: 1)
+        model.activation = try r.choice("model.activation", Activation.self)
+        model.output = try r.choice("model.output", OutputDistribution.self)
+        model.noise = try r.choice("model.denoise.noise", NoiseKind.self)
+        model.noiseLevel = try r.float("model.denoise.level", minimum: 0)
+        if model.noise == .masking || model.noise == .saltPepper, model.noiseLevel > 1 {
+            throw r.error("model.denoise.level", "a probability in [0, 1] for \(model.noise.rawValue) noise")
+        }
+        model.l1 = try r.float("model.sparsity.l1", minimum: 0)
+        model.klWeight = try r.float("model.kl_weight", minimum: 0)
+        data.path = try r.string("data.path")
+        data.train = try r.string("data.train")
+        data.test = try r.optionalString("data.test")
+        data.scale = try r.scale("data.scale")
+        train.epochs = try r.int("train.epochs", minimum: 1)
+        train.maxSteps = try r.optionalInt("train.max_steps", minimum: 1)
+        train.batchSize = try r.int("train.batch_size", minimum: 1)
+        train.microBatch = try r.int("train.micro_batch", minimum: 1)
+        train.optimizer.kind = try r.choice("train.optimizer", OptimizerKind.self)
+        train.optimizer.lr = try r.float("train.lr", minimum: 0, exclusive: true)
+        train.optimizer.momentum = try r.float("train.momentum", minimum: 0)
+        train.seed = UInt64(try r.int("train.seed", minimum: 0))
+        train.logEvery = try r.int("train.log_every", minimum: 1)
+        train.checkpointEvery = try r.int("train.checkpoint_every", minimum: 1)
+        train.keepCheckpoints = try r.int("train.keep_checkpoints", minimum: 1)
+        if let dir = try r.optionalString("run_dir") {
+            runDirectory = dir
+        } else {
+            let name = file.map { URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent } ?? "default"
+            runDirectory = "runs/\(name)"
+        }
+        if train.batchSize % train.microBatch != 0 {
+            throw r.error("train.micro_batch", "a divisor of train.batch_size (\(train.batchSize))")
+        }
+    }
+
+    /// The resolved configuration as YAML, every default filled in (written to the run directory
+    /// and into checkpoints; `load` reads it back to the same value).
+    public var yaml: String {
+        func number(_ x: Float) -> String { "\(x)" }
+        func quoted(_ s: String) -> String {
+            let needs = s.isEmpty || s.contains(where: { ":#{}[],&*!|>'\"%@`".contains($0) }) || s != s.trimmingCharacters(in: .whitespaces)
+                || ["null", "true", "false", "~", "yes", "no"].contains(s.lowercased()) || Double(s) != nil
+            return needs ? "'" + s.replacingOccurrences(of: "'", with: "''") + "'" : s
+        }
+        return """
+        model:
+          kind: \(model.kind.rawValue)
+          encoder: [\(model.encoder.map(String.init).joined(separator: ", "))]
+          latent: \(model.latent)
+          activation: \(model.activation.rawValue)
+          output: \(model.output.rawValue)
+          denoise: {noise: \(model.noise.rawValue), level: \(number(model.noiseLevel))}
+          sparsity: {l1: \(number(model.l1))}
+          kl_weight: \(number(model.klWeight))
+        data:
+          path: \(quoted(data.path))
+          train: \(quoted(data.train))
+          test: \(data.test.map(quoted) ?? "null")
+          scale: \(data.scale.map(number) ?? "auto")
+        train:
+          epochs: \(train.epochs)
+          max_steps: \(train.maxSteps.map(String.init) ?? "null")
+          batch_size: \(train.batchSize)
+          micro_batch: \(train.microBatch)
+          optimizer: \(train.optimizer.kind.rawValue)
+          lr: \(number(train.optimizer.lr))
+          momentum: \(number(train.optimizer.momentum))
+          seed: \(train.seed)
+          log_every: \(train.logEvery)
+          checkpoint_every: \(train.checkpointEvery)
+          keep_checkpoints: \(train.keepCheckpoints)
+        run_dir: \(quoted(runDirectory))
+
+        """
+    }
+
+    /// Reads a configuration from YAML text (the resolved form in a checkpoint).
+    public static func parse(yaml text: String, origin: String) throws -> RunConfig {
+        let path = NSTemporaryDirectory() + "aedist-config-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml"
+        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else {
+            throw ConfigError("\(origin): cannot stage the configuration")
+        }
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do { return try load(file: path) }
+        catch let e as ConfigError {
+            throw ConfigError(e.description.replacingOccurrences(of: "config file '\(path)'", with: origin))
+        }
+    }
+
+    // MARK: flattening YAML into dotted keys
+
+    static func flatten(text: String, origin: String) throws -> [String: Node] {
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) }
+        catch { throw ConfigError("\(origin): not valid YAML: \(String(describing: error).prefix(300))") }
+        guard let node else { return [:] }
+        guard case .mapping = node else { throw ConfigError("\(origin): expected a mapping of sections (model:, data:, train:)") }
+        return try flatten(node: node, prefix: "", origin: origin)
+    }
+
+    static func flatten(node: Node, prefix: String, origin: String) throws -> [String: Node] {
+        var out: [String: Node] = [:]
+        guard let mapping = node.mapping else { return [prefix: node] }
+        for (k, v) in mapping {
+            guard let name = k.string else { throw ConfigError("\(origin): a key that is not text under '\(prefix)'") }
+            let key = prefix.isEmpty ? name : prefix + "." + name
+            if case .mapping = v { out.merge(try flatten(node: v, prefix: key, origin: origin)) { $1 } }
+            else { out[key] = v }
+        }
+        return out
+    }
+}
+
+/// Typed access to the flattened values with errors that name where a value came from.
+struct ValueReader {
+    let values: [String: Node]
+    let origins: [String: String]
+    let configFile: String?
+
+    func error(_ key: String, _ expected: String) -> ConfigError {
+        let origin = origins[key] ?? origins.first(where: { key.hasPrefix($0.key + ".") })?.value
+            ?? (configFile.map { "config file '\($0)'" } ?? "defaults")
+        let shown = values[key].map(describe) ?? "nothing"
+        return ConfigError("\(origin): key '\(key)': expected \(expected), got \(shown)")
+    }
+
+    private func describe(_ node: Node) -> String {
+        switch node {
+        case .scalar(let s): return "'\(s.string)'"
+        case .sequence(let s): return "[" + s.map { $0.string ?? "?" }.joined(separator: ", ") + "]"
+        default: return "a mapping"
+        }
+    }
+
+    private func isNull(_ node: Node?) -> Bool {
+        guard let node else { return true }
+        if case .scalar(let s) = node { return node.null != nil && s.style == .plain || s.string == "null" || s.string == "~" }
+        return false
+    }
+
+    func int(_ key: String, minimum: Int) throws -> Int {
+        guard let n = values[key], case .scalar = n, let v = n.int, n.float.map({ $0 == Double(v) }) ?? true,
+              !(n.scalar?.style == .singleQuoted || n.scalar?.style == .doubleQuoted) else {
+            throw error(key, "an integer ≥ \(minimum)")
+        }
+        guard v >= minimum else { throw error(key, "an integer ≥ \(minimum)") }
+        return v
+    }
+
+    func optionalInt(_ key: String, minimum: Int) throws -> Int? {
+        isNull(values[key]) ? nil : try int(key, minimum: minimum)
+    }
+
+    func float(_ key: String, minimum: Float, exclusive: Bool = false) throws -> Float {
+        let what = exclusive ? "a number > \(minimum)" : "a number ≥ \(minimum)"
+        guard let n = values[key], case .scalar = n, let v = n.float, v.isFinite,
+              !(n.scalar?.style == .singleQuoted || n.scalar?.style == .doubleQuoted) else { throw error(key, what) }
+        let f = Float(v)
+        guard exclusive ? f > minimum : f >= minimum else { throw error(key, what) }
+        return f
+    }
+
+    func string(_ key: String) throws -> String {
+        guard let n = values[key], case .scalar(let s) = n, !isNull(n), !s.string.isEmpty else {
+            throw error(key, "a text value")
+        }
+        return s.string
+    }
+
+    func optionalString(_ key: String) throws -> String? {
+        isNull(values[key]) ? nil : try string(key)
+    }
+
+    func choice<T: RawRepresentable & CaseIterable>(_ key: String, _ type: T.Type) throws -> T where T.RawValue == String {
+        let options = T.allCases.map(\.rawValue).joined(separator: " | ")
+        guard let n = values[key], case .scalar(let s) = n, let v = T(rawValue: s.string) else {
+            throw error(key, "one of \(options)")
+        }
+        return v
+    }
+
+    func intList(_ key: String, minimum: Int) throws -> [Int] {
+        guard let n = values[key] else { throw error(key, "a list of integers") }
+        if case .sequence(let seq) = n {
+            var out: [Int] = []
+            for item in seq {
+                guard case .scalar = item, let v = item.int, v >= minimum else {
+                    throw error(key, "a list of integers ≥ \(minimum), like [512, 256]")
+                }
+                out.append(v)
+            }
+            return out
+        }
+        throw error(key, "a list of integers ≥ \(minimum), like [512, 256] ([] for none)")
+    }
+
+    func scale(_ key: String) throws -> Float? {
+        if let n = values[key], case .scalar(let s) = n, s.string == "auto" { return nil }
+        return try float(key, minimum: 0, exclusive: true)
+    }
+}

@@ -1,0 +1,122 @@
+// The command line (SPEC.md "Commands"): one ParsableCommand per subcommand.
+import ArgumentParser
+import Communication
+import Foundation
+import Training
+
+@main
+struct Aedist: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "aedist",
+        abstract: "Data-parallel training of autoencoders and VAEs over MPI, on HDF5 data.",
+        discussion: "Every command runs the same with or without mpirun; under `mpirun -np N` the work is split across the ranks and only rank 0 prints and writes.",
+        subcommands: [Train.self, Evaluate.self, Inspect.self])
+}
+
+/// Starts MPI, runs `body`, and turns every failure into a message and an exit status on every rank.
+func runParallel(_ body: (Communicator) throws -> Int32) -> Never {
+    let communicator: Communicator
+    do { communicator = try MPICommunicator() } catch {
+        FileHandle.standardError.write(Data("aedist: error: \(error)\n".utf8))
+        exit(1)
+    }
+    var code: Int32
+    do {
+        code = try body(communicator)
+    } catch let failure as RunFailure {
+        if let message = failure.message { FileHandle.standardError.write(Data("aedist: error: \(message)\n".utf8)) }
+        code = failure.exitCode
+    } catch {
+        // Not agreed between ranks: end them all so none waits in a collective.
+        communicator.abort("aedist: error: \(error)", exitCode: 1)
+    }
+    communicator.finish()
+    exit(code)
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Train a model; resumes from the newest checkpoint in the run directory by default.")
+
+    @Option(help: "Run configuration (YAML). Without it, the defaults of SPEC.md.")
+    var config: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a configuration key with a YAML value, e.g. --set model.latent=32 (repeatable).", valueName: "KEY=VALUE"))
+    var overrides: [String] = []
+
+    @Option(help: "Run directory (overrides run_dir).")
+    var runDir: String?
+
+    @Option(help: "auto: continue from the newest complete checkpoint in the run directory; never: start fresh; or a checkpoint PATH.")
+    var resume: String = "auto"
+
+    @Option(help: "Compute threads per rank (default: this rank's share of the cores it may use).")
+    var threads: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
+
+    func run() throws {
+        let overrides = self.overrides, config = self.config, runDir = self.runDir
+        var options = TrainOptions()
+        options.threads = threads
+        switch resume {
+        case "auto": options.resume = .auto
+        case "never": options.resume = .never
+        default: options.resume = .path(resume)
+        }
+        Preemption.install()
+        runParallel { communicator in
+            var resolved = try agreeing(communicator) { try RunConfig.load(file: config, overrides: overrides) }
+            if let runDir { resolved.runDirectory = runDir }
+            let trainer = try Trainer(config: resolved, options: options, communicator: communicator)
+            let summary = try trainer.run()
+            return summary.status == "preempted" ? Preemption.exitCode : 0
+        }
+    }
+}
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "eval", abstract: "Loss of a checkpoint on a data split.")
+
+    @Option(help: "Checkpoint file.")
+    var checkpoint: String
+
+    @Option(help: "Data file (default: the checkpoint configuration's data.path).")
+    var data: String?
+
+    @Option(help: "train, test, or a dataset path inside the data file (default: test, or train when there is no test set).")
+    var split: String?
+
+    @Option(help: "Compute threads per rank.")
+    var threads: Int?
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func run() throws {
+        let (checkpoint, data, split, threads, json) = (self.checkpoint, self.data, self.split, self.threads, self.json)
+        runParallel { communicator in
+            let report = try evaluateCheckpoint(path: checkpoint, dataPath: data, split: split, threads: threads,
+                                                communicator: communicator)
+            if communicator.isRoot {
+                if json { print(report.json) } else { print(report.text) }
+            }
+            return 0
+        }
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Summary of a dataset or checkpoint file.")
+
+    @Argument(help: "An HDF5 dataset or checkpoint file.")
+    var file: String
+
+    func run() throws {
+        do { print(try describeFile(file)) } catch {
+            FileHandle.standardError.write(Data("aedist: error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
