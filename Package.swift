@@ -43,6 +43,6 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Kernels"], swiftSettings: fastMath),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Training"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Training", "Storage"]),
     ]
 )

@@ -1,0 +1,224 @@
+// MatrixProduct: C = op(A)·op(B) with the BLIS loop nest (column panels, k blocks, row blocks,
+// micro-tiles) around MicroKernel, split across threads by rows and columns of C only.
+
+/// C = op(A)·op(B)  (or C += ... when accumulate), row-major. op(A) is m×k, op(B) is k×n.
+/// A is stored m×k with row stride lda (or k×m when transposeA); B is stored k×n (or n×k when transposeB).
+/// reductionChunk > 0: k must be a multiple of it; the k range is cut into chunks of that size, each chunk's
+/// product is computed exactly as a call with k = reductionChunk would compute it, and the chunk results are
+/// combined with the binary-counter pairwise tree of docs/determinism.md (see PairwiseTree) before being
+/// stored/added into C. reductionChunk == 0: plain product.
+///
+/// Arithmetic: with reductionChunk == 0 every element of C is one chain of fused multiply-adds in k order,
+/// starting from 0 (or from the old C when `accumulate`), whatever the thread count, the block sizes or the
+/// other rows and columns in the call. With a reduction chunk, C = tree (or C = C + tree).
+/// C must not overlap A or B. One caller per pool at a time (see ComputePool).
+public func matrixProduct(m: Int, n: Int, k: Int,
+                          a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
+                          b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
+                          c: UnsafeMutablePointer<Float>, ldc: Int,
+                          accumulate: Bool, reductionChunk: Int = 0, pool: ComputePool) {
+    precondition(m >= 0 && n >= 0 && k >= 0, "matrixProduct: negative size m=\(m) n=\(n) k=\(k)")
+    precondition(lda >= max(1, transposeA ? m : k), "matrixProduct: lda \(lda) is smaller than the stored width")
+    precondition(ldb >= max(1, transposeB ? k : n), "matrixProduct: ldb \(ldb) is smaller than the stored width")
+    precondition(ldc >= max(1, n), "matrixProduct: ldc \(ldc) is smaller than n \(n)")
+    precondition(reductionChunk >= 0, "matrixProduct: negative reductionChunk \(reductionChunk)")
+    precondition(reductionChunk == 0 || k % reductionChunk == 0,
+                 "matrixProduct: k \(k) is not a multiple of reductionChunk \(reductionChunk)")
+    if m == 0 || n == 0 { return }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) }
+        }
+        return
+    }
+    let problem = ProductProblem(m: m, n: n, k: k,
+                                 a: Operand(base: a, ld: lda, transposed: transposeA),
+                                 b: Operand(base: b, ld: ldb, transposed: transposeB),
+                                 c: c, ldc: ldc, accumulate: accumulate, chunk: reductionChunk)
+    guard pool.tryAcquire() else {
+        // Busy pool (a concurrent or nested call): same arithmetic, one thread, temporary scratch.
+        let scratch = ProductScratch()
+        problem.run(rows: 0..<m, cols: 0..<n, scratch: scratch)
+        return
+    }
+    defer { pool.release() }
+
+    let (tm, tn) = problem.split(threads: pool.threads)
+    if tm * tn == 1 {
+        problem.run(rows: 0..<m, cols: 0..<n, scratch: pool.scratch[0])
+        return
+    }
+    let mr = MicroKernel.mr, nr = MicroKernel.nr
+    let rowStrips = (m + mr - 1) / mr, colStrips = (n + nr - 1) / nr
+    // Grow every worker's buffers here, on one thread, before the workers start.
+    for t in 0..<(tm * tn) {
+        let rows = (rowStrips / tm + 1) * mr, cols = (colStrips / tn + 1) * nr
+        problem.reserve(rows: rows, cols: cols, scratch: pool.scratch[t])
+    }
+    pool.parallelFor(tm * tn) { t in
+        let ti = t / tn, tj = t % tn
+        let r0 = min(m, (rowStrips * ti / tm) * mr), r1 = min(m, (rowStrips * (ti + 1) / tm) * mr)
+        let c0 = min(n, (colStrips * tj / tn) * nr), c1 = min(n, (colStrips * (tj + 1) / tn) * nr)
+        if r0 < r1 && c0 < c1 {
+            problem.run(rows: r0..<r1, cols: c0..<c1, scratch: pool.scratch[t])
+        }
+    }
+}
+
+/// One call's operands and the loop nest over a rectangle of C.
+struct ProductProblem {
+    let m: Int, n: Int, k: Int
+    let a: Operand, b: Operand
+    let c: UnsafeMutablePointer<Float>
+    let ldc: Int
+    let accumulate: Bool
+    /// The reduction chunk, 0 for a plain product.
+    let chunk: Int
+
+    /// Block sizes: KC steps of k per packed panel (plain product), MC rows of A per packed block,
+    /// NC columns of B per packed panel.
+    static let kcMax = 256
+    static let mcMax = 72
+    static let ncMax = 2048
+    /// Below this many multiply-adds per extra thread, a product runs on fewer threads.
+    static let minWorkPerThread = 1 << 20
+
+    /// The k step per packed panel: the whole of k with a reduction chunk (the chunk tree runs per
+    /// tile over all of k), otherwise k cut into equal blocks of at most kcMax.
+    var kcBlock: Int {
+        if chunk > 0 { return k }
+        let blocks = (k + ProductProblem.kcMax - 1) / ProductProblem.kcMax
+        return (k + blocks - 1) / blocks
+    }
+
+    /// Rows of A per packed block: a multiple of MR, with the block at most about 72 × 256 floats (L2-resident).
+    var mcBlock: Int {
+        let mr = MicroKernel.mr
+        let rows = (ProductProblem.mcMax * ProductProblem.kcMax) / max(kcBlock, 1)
+        return max(mr, min(ProductProblem.mcMax, rows / mr * mr))
+    }
+
+    /// Columns of B per packed panel: a multiple of NR, with the panel at most about 256 × 2048 floats.
+    var ncBlock: Int {
+        let nr = MicroKernel.nr
+        let cols = (ProductProblem.ncMax * ProductProblem.kcMax) / max(kcBlock, 1)
+        return max(nr, min(ProductProblem.ncMax, cols / nr * nr))
+    }
+
+    /// Grows `scratch` for a rectangle of at most `rows` × `cols`.
+    func reserve(rows: Int, cols: Int, scratch: ProductScratch) {
+        let mr = MicroKernel.mr, nr = MicroKernel.nr
+        let kc = kcBlock
+        let mc = (min(mcBlock, rows) + mr - 1) / mr * mr
+        let nc = (min(ncBlock, cols) + nr - 1) / nr * nr
+        let stack = chunk > 0 ? PairwiseTree.scratchCount(leaves: k / chunk) : 0
+        scratch.reserve(a: mc * kc + Packing.packSlack, b: kc * nc, stackTiles: stack)
+    }
+
+    /// Threads over rows (tm) and columns (tn) of C: the split with the least work per thread,
+    /// counting packing, and only as many threads as the product's size is worth.
+    func split(threads: Int) -> (Int, Int) {
+        let mr = MicroKernel.mr, nr = MicroKernel.nr
+        let rowStrips = (m + mr - 1) / mr, colStrips = (n + nr - 1) / nr
+        let work = rowStrips * mr * colStrips * nr * k
+        let useful = max(1, min(threads, work / ProductProblem.minWorkPerThread))
+        var best = (1, 1)
+        var bestCost = Int.max
+        for tm in 1...useful where tm <= rowStrips {
+            for tn in 1...(useful / tm) where tn <= colStrips {
+                let rows = (rowStrips + tm - 1) / tm * mr
+                let cols = (colStrips + tn - 1) / tn * nr
+                let panels = (cols + ncBlock - 1) / ncBlock
+                // One packed float costs about as much as 16 multiply-adds (two FMA pipes × 8 lanes).
+                let cost = rows * cols * k + 16 * k * (rows * panels + cols)
+                if cost < bestCost {
+                    bestCost = cost
+                    best = (tm, tn)
+                }
+            }
+        }
+        return best
+    }
+
+    /// Computes C[rows, cols] on the calling thread with `scratch`.
+    func run(rows: Range<Int>, cols: Range<Int>, scratch: ProductScratch) {
+        let mr = MicroKernel.mr, nr = MicroKernel.nr
+        reserve(rows: rows.count, cols: cols.count, scratch: scratch)
+        let kc = kcBlock, mcMax = mcBlock, ncMax = ncBlock
+        let pa = scratch.packedA, pb = scratch.packedB
+        var jc = cols.lowerBound
+        while jc < cols.upperBound {
+            let nc = min(ncMax, cols.upperBound - jc)
+            var pc = 0
+            while pc < k {
+                let kcNow = min(kc, k - pc)
+                Packing.packB(b, cols: jc..<(jc + nc), p0: pc, kc: kcNow, into: pb)
+                let loadC = accumulate || pc > 0
+                var ic = rows.lowerBound
+                while ic < rows.upperBound {
+                    let mc = min(mcMax, rows.upperBound - ic)
+                    Packing.packA(a, rows: ic..<(ic + mc), p0: pc, kc: kcNow, into: pa)
+                    var jr = 0
+                    while jr < nc {
+                        let cw = min(nr, nc - jr)
+                        let bStrip = UnsafePointer(pb + jr * kcNow)
+                        var ir = 0
+                        while ir < mc {
+                            let ch = min(mr, mc - ir)
+                            let aStrip = UnsafePointer(pa + ir * kcNow)
+                            let cTile = c + (ic + ir) * ldc + jc + jr
+                            if cw > nr / 2 {
+                                tile(Tile.self, kc: kcNow, aStrip, bStrip, c: cTile, rows: ch, cols: cw,
+                                     loadC: loadC, scratch: scratch)
+                            } else {
+                                tile(HalfTile.self, kc: kcNow, aStrip, bStrip, c: cTile, rows: ch, cols: cw,
+                                     loadC: loadC, scratch: scratch)
+                            }
+                            ir += mr
+                        }
+                        jr += nr
+                    }
+                    ic += mc
+                }
+                pc += kcNow
+            }
+            jc += nc
+        }
+    }
+
+    /// One micro-tile of C at `c` with `rows` × `cols` valid: computed in place when the tile is full,
+    /// otherwise in full on a copy (zero padding) of which the valid part is written back.
+    @inline(__always)
+    private func tile<T: RegisterTile>(_ kind: T.Type, kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                                       c: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
+                                       loadC: Bool, scratch: ProductScratch) {
+        let mr = MicroKernel.mr, nr = MicroKernel.nr
+        if rows == mr && cols == T.width {
+            compute(kind, kc: kc, a, b, c: c, ldc: ldc, loadC: loadC, scratch: scratch)
+            return
+        }
+        let edge = scratch.edgeTile
+        if loadC || (chunk > 0 && accumulate) {
+            for r in 0..<mr {
+                for j in 0..<nr {
+                    edge[r * nr + j] = (r < rows && j < cols) ? c[r * ldc + j] : 0
+                }
+            }
+        }
+        compute(kind, kc: kc, a, b, c: edge, ldc: nr, loadC: loadC, scratch: scratch)
+        for r in 0..<rows {
+            (c + r * ldc).update(from: edge + r * nr, count: cols)
+        }
+    }
+
+    @inline(__always)
+    private func compute<T: RegisterTile>(_ kind: T.Type, kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                                          c: UnsafeMutablePointer<Float>, ldc: Int, loadC: Bool, scratch: ProductScratch) {
+        if chunk > 0 {
+            MicroKernel.chunkedProduct(kind, chunks: kc / chunk, chunk: chunk, a: a, b: b, stack: scratch.tileStack,
+                                       c: c, ldc: ldc, accumulate: accumulate)
+        } else {
+            MicroKernel.product(kind, kc: kc, a: a, b: b, c: c, ldc: ldc, loadC: loadC)
+        }
+    }
+}

@@ -1,0 +1,96 @@
+// Data-parallel training through real mpirun launches: identical results at any rank or thread
+// count, over shared memory and TCP, and clear errors that end every rank.
+import Foundation
+import Storage
+import XCTest
+
+/// Every /model dataset of a checkpoint, by name.
+func modelTensors(_ checkpoint: String) throws -> [String: [Float]] {
+    let file = try HDF5File(readingAt: checkpoint)
+    defer { file.close() }
+    var out: [String: [Float]] = [:]
+    for name in try file.children(ofGroup: "/model") { out[name] = try file.readFloats("/model/\(name)") }
+    return out
+}
+
+/// The loss values logged in a run directory's metrics.jsonl, by event kind.
+func loggedLosses(_ runDirectory: URL, event: String = "train") throws -> [Double] {
+    let text = try String(contentsOf: runDirectory.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+    return text.split(separator: "\n").compactMap { line in
+        guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+              o["event"] as? String == event else { return nil }
+        return o["loss"] as? Double
+    }
+}
+
+func bitwiseEqual(_ a: [String: [Float]], _ b: [String: [Float]]) -> Bool {
+    guard a.keys.sorted() == b.keys.sorted() else { return false }
+    return a.allSatisfy { name, values in
+        guard let other = b[name], other.count == values.count else { return false }
+        return zip(values, other).allSatisfy { $0.bitPattern == $1.bitPattern }
+    }
+}
+
+final class RankInvarianceTests: XCTestCase {
+    /// Trains 12 steps and returns (parameters, logged losses, summary).
+    func train(np: Int, threads: Int, extraMPI: [String] = [], name: String) throws -> ([String: [Float]], [Double], LaunchResult) {
+        let dir = Launcher.temporaryDirectory(name)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let result = try Launcher.run(smallRun + ["--set", "train.max_steps=12", "--run-dir", dir.path,
+                                                  "--threads", "\(threads)", "--resume", "never"],
+                                      mpi: Launcher.mpirun(np, extra: extraMPI), timeout: 180)
+        XCTAssertFalse(result.timedOut, "np=\(np) timed out")
+        XCTAssertEqual(result.status, 0, "np=\(np): \(result.stderr)")
+        let summary = try XCTUnwrap(result.summary, "no summary line: \(result.stdout)")
+        XCTAssertEqual(summary["world_size"] as? Int, np)
+        let checkpoint = try XCTUnwrap(summary["checkpoint"] as? String)
+        return (try modelTensors(checkpoint), try loggedLosses(dir), result)
+    }
+
+    func testParametersAndLossesIdenticalAtOneTwoAndFourRanks() throws {
+        let (p1, l1, _) = try train(np: 1, threads: 1, name: "np1")
+        let (p2, l2, _) = try train(np: 2, threads: 1, name: "np2")
+        let (p4, l4, _) = try train(np: 4, threads: 1, name: "np4")
+        XCTAssertFalse(p1.isEmpty)
+        XCTAssertTrue(bitwiseEqual(p1, p2), "np=2 parameters differ from np=1")
+        XCTAssertTrue(bitwiseEqual(p1, p4), "np=4 parameters differ from np=1")
+        XCTAssertEqual(l1.count, 3)
+        XCTAssertEqual(l1, l2)
+        XCTAssertEqual(l1, l4)
+    }
+
+    func testThreadCountDoesNotChangeResults() throws {
+        let (a, la, _) = try train(np: 1, threads: 1, name: "t1")
+        let (b, lb, _) = try train(np: 1, threads: 2, name: "t2")
+        let (c, lc, _) = try train(np: 2, threads: 2, name: "np2t2")
+        XCTAssertTrue(bitwiseEqual(a, b), "threads 2 differ from threads 1")
+        XCTAssertTrue(bitwiseEqual(a, c), "2 ranks x 2 threads differ from 1 x 1")
+        XCTAssertEqual(la, lb); XCTAssertEqual(la, lc)
+    }
+
+    func testTCPTransportGivesTheSameResult() throws {
+        let (a, _, _) = try train(np: 1, threads: 1, name: "tcp1")
+        let (b, _, result) = try train(np: 2, threads: 1, extraMPI: ["--mca", "btl", "tcp,self"], name: "tcp2")
+        XCTAssertTrue(bitwiseEqual(a, b), "TCP run differs: \(result.stderr)")
+    }
+
+    func testBatchThatDoesNotDivideFailsOnEveryRankWithoutHanging() throws {
+        let dir = Launcher.temporaryDirectory("nodivide")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let result = try Launcher.run(smallRun + ["--set", "train.batch_size=30", "--set", "train.micro_batch=2",
+                                                  "--run-dir", dir.path],
+                                      mpi: Launcher.mpirun(4), timeout: 60)
+        XCTAssertFalse(result.timedOut, "hung")
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("train.batch_size 30 does not divide evenly across 4 ranks"), result.stderr)
+        XCTAssertLessThan(result.seconds, 30)
+    }
+
+    func testMicroBatchesPerRankMustBeAPowerOfTwo() throws {
+        let result = try Launcher.run(smallRun + ["--set", "train.batch_size=48", "--set", "train.micro_batch=8",
+                                                  "--run-dir", Launcher.temporaryDirectory("pow2").path],
+                                      mpi: Launcher.mpirun(2), timeout: 60)
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("must be a power of two"), result.stderr)
+    }
+}

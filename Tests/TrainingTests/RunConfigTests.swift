@@ -1,0 +1,88 @@
+// The run configuration: defaults, overrides, and errors that name the file, key and value.
+import Foundation
+import Models
+import Training
+import XCTest
+
+final class RunConfigTests: XCTestCase {
+    func write(_ text: String) -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("cfg-\(UUID().uuidString).yaml").path
+        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        return path
+    }
+
+    func error(_ body: () throws -> Any) -> String {
+        do { _ = try body(); return "no error" } catch { return "\(error)" }
+    }
+
+    func testDefaultsMatchTheSpec() throws {
+        let c = try RunConfig.load(file: nil)
+        XCTAssertEqual(c.model.kind, .vae)
+        XCTAssertEqual(c.model.encoder, [512, 256])
+        XCTAssertEqual(c.model.latent, 20)
+        XCTAssertEqual(c.train.batchSize, 128)
+        XCTAssertEqual(c.train.optimizer.lr, 0.001)
+        XCTAssertNil(c.train.maxSteps)
+        XCTAssertNil(c.data.scale)
+        XCTAssertEqual(c.data.test, "test/images")
+    }
+
+    func testFileAndOverrides() throws {
+        let path = write("model:\n  kind: ae\n  latent: 7\ntrain:\n  epochs: 3\n")
+        let c = try RunConfig.load(file: path, overrides: ["model.encoder=[256, 64]", "data.test=null",
+                                                           "model.denoise={noise: masking, level: 0.25}", "train.lr=3e-4"])
+        XCTAssertEqual(c.model.kind, .ae)
+        XCTAssertEqual(c.model.latent, 7)
+        XCTAssertEqual(c.model.encoder, [256, 64])
+        XCTAssertNil(c.data.test)
+        XCTAssertEqual(c.model.noise, .masking)
+        XCTAssertEqual(c.model.noiseLevel, 0.25)
+        XCTAssertEqual(c.train.epochs, 3)
+        XCTAssertEqual(c.train.optimizer.lr, 3e-4)
+        XCTAssertTrue(c.runDirectory.hasPrefix("runs/cfg-"))
+    }
+
+    func testResolvedYAMLReadsBackToTheSameConfiguration() throws {
+        let c = try RunConfig.load(file: nil, overrides: ["model.kind=ae", "data.scale=0.0625", "train.max_steps=17",
+                                                          "data.path='odd: name.h5'", "run_dir=runs/x"])
+        let again = try RunConfig.parse(yaml: c.yaml, origin: "test")
+        XCTAssertEqual(c, again)
+    }
+
+    func testUnknownKeyIsNamed() {
+        let path = write("model:\n  kind: vae\n  latnet: 3\n")
+        let message = error { try RunConfig.load(file: path) }
+        XCTAssertTrue(message.contains("unknown key 'model.latnet'"), message)
+        XCTAssertTrue(message.contains(path), message)
+        let set = error { try RunConfig.load(file: nil, overrides: ["train.epoch=3"]) }
+        XCTAssertTrue(set.contains("--set train.epoch=3") && set.contains("unknown key 'train.epoch'"), set)
+    }
+
+    func testBadValuesAreNamed() {
+        let cases: [(String, String)] = [
+            ("train.epochs=0", "key 'train.epochs': expected an integer ≥ 1, got '0'"),
+            ("train.batch_size=abc", "key 'train.batch_size': expected an integer ≥ 1, got 'abc'"),
+            ("model.kind=gan", "key 'model.kind': expected one of ae | vae, got 'gan'"),
+            ("model.activation=gelu", "key 'model.activation': expected one of relu | leaky_relu | tanh | sigmoid | linear"),
+            ("train.optimizer=lbfgs", "key 'train.optimizer': expected one of adam | sgd"),
+            ("model.denoise.noise=pink", "key 'model.denoise.noise': expected one of none | gaussian | masking | salt_pepper"),
+            ("train.lr=-1", "key 'train.lr': expected a number > 0.0"),
+            ("model.encoder=12", "key 'model.encoder': expected a list of integers"),
+            ("model.latent=2.5", "key 'model.latent': expected an integer"),
+            ("train.micro_batch=5", "key 'train.micro_batch': expected a divisor of train.batch_size (128)"),
+        ]
+        for (override, expected) in cases {
+            let message = error { try RunConfig.load(file: nil, overrides: [override]) }
+            XCTAssertTrue(message.contains(expected), "\(override): \(message)")
+            XCTAssertTrue(message.contains("--set \(override)"), "\(override): \(message)")
+        }
+    }
+
+    func testMissingAndInvalidFiles() {
+        let missing = error { try RunConfig.load(file: "/nonexistent/run.yaml") }
+        XCTAssertTrue(missing.contains("'/nonexistent/run.yaml'") && missing.contains("cannot be read"), missing)
+        let broken = write("model: [unclosed\n")
+        let message = error { try RunConfig.load(file: broken) }
+        XCTAssertTrue(message.contains(broken) && message.contains("not valid YAML"), message)
+    }
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what aedist needs that is missing (Debian/Ubuntu packages), then builds it.
+#   bash cluster/setup.sh [release|debug]      (default: release)
+# On a cluster with environment modules, load MPI and HDF5 instead and skip the apt step:
+#   AEDIST_SKIP_APT=1 bash cluster/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-release}
+packages="libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools pkg-config"
+if [ -z "${AEDIST_SKIP_APT:-}" ]; then
+  missing=""
+  for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+  if [ -n "$missing" ]; then
+    echo "setup: installing$missing" >&2
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+  fi
+fi
+command -v swift >/dev/null || { echo "setup: the Swift toolchain (swift) is not on PATH" >&2; exit 1; }
+echo "setup: building aedist ($mode)" >&2
+swift build -c "$mode" --product aedist 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 || true
+bin="$(swift build -c "$mode" --show-bin-path)/aedist"
+[ -x "$bin" ] || { echo "setup: build failed" >&2; exit 1; }
+echo "$bin"
