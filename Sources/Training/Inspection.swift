@@ -9,37 +9,55 @@ public struct EvaluationReport {
     public let split: String
     public let result: EvaluationResult
     public let kind: ModelKind
+    /// VAE with `--importance-samples K`: the importance-weighted negative log-likelihood estimate.
+    public var nllIS: Double? = nil
+    public var importanceSamples: Int? = nil
 
     public var json: String {
         var object: [String: Any] = ["split": split, "samples": result.samples, "loss": result.loss,
                                      "mse_per_feature": result.msePerFeature]
         if kind == .vae { object["recon"] = result.reconstruction; object["kl"] = result.kl }
+        if let nllIS { object["nll_is"] = nllIS; object["importance_samples"] = importanceSamples ?? 0 }
         return Console.encode(object)
     }
 
     public var text: String {
         var s = String(format: "%@: %d samples, loss %.4f, mse per feature %.6f", split, result.samples, result.loss, result.msePerFeature)
         if kind == .vae { s += String(format: " (negative ELBO: reconstruction %.4f + KL %.4f)", result.reconstruction, result.kl) }
+        if let nllIS { s += String(format: "; importance-sampled NLL (K = %d) %.4f", importanceSamples ?? 0, nllIS) }
         return s
     }
 }
 
-/// A checkpoint's model with its parameters loaded.
+/// A model file (checkpoint or PCA file) with its model built and parameters loaded.
 public struct LoadedModel {
-    public let checkpoint: Checkpoint
+    public let path: String
+    /// The checkpoint's configuration (a PCA file: the equivalent linear autoencoder's).
+    public let config: RunConfig
     public let model: Autoencoder
     public let parameters: FloatBuffer
 }
 
-/// Opens a checkpoint and builds its model; `features` is the data's width (from the checkpoint's own data when nil).
+/// The configuration of a checkpoint or of a PCA file.
+public func modelFileConfig(path: String) throws -> RunConfig {
+    if PCA.isPCAFile(path) {
+        let file = try HDF5File(readingAt: path)
+        defer { file.close() }
+        return try RunConfig.parse(yaml: try file.stringAttribute("config"), origin: "PCA file '\(path)' attribute config")
+    }
+    return try Checkpoint(path: path).config
+}
+
+/// Opens a checkpoint (or a PCA file, as its linear autoencoder) and builds its model; `features` is the data's width.
 public func loadModel(checkpointPath: String, features: Int) throws -> LoadedModel {
+    if PCA.isPCAFile(checkpointPath) { return try PCA.loadModel(path: checkpointPath, features: features) }
     let checkpoint = try Checkpoint(path: checkpointPath)
     var spec = checkpoint.config.model
     spec.inputs = features
     let model = Autoencoder(spec: spec)
     let parameters = FloatBuffer(count: model.parameterCount)
     try checkpoint.load(model: model, parameters: parameters, optimizer: nil)
-    return LoadedModel(checkpoint: checkpoint, model: model, parameters: parameters)
+    return LoadedModel(path: checkpointPath, config: checkpoint.config, model: model, parameters: parameters)
 }
 
 /// Resolves `--split` against a configuration: "train", "test", or a dataset path.
@@ -53,22 +71,33 @@ func datasetPath(split: String?, config: RunConfig) -> String {
 }
 
 public func evaluateCheckpoint(path: String, dataPath: String?, split: String?, threads: Int?,
+                               importanceSamples: Int? = nil,
                                communicator: Communicator) throws -> EvaluationReport {
     let pool = ComputePool(threads: threads ?? defaultThreads(localRanks: communicator.localSize))
     let (loaded, data, scale, name) = try agreeing(communicator) { () -> (LoadedModel, StoredMatrix, Float, String) in
-        let header = try Checkpoint(path: path)
-        let file = dataPath ?? header.config.data.path
-        let name = datasetPath(split: split, config: header.config)
+        let config = try modelFileConfig(path: path)
+        let file = dataPath ?? config.data.path
+        let name = datasetPath(split: split, config: config)
         let data = try StoredMatrix(file: file, dataset: name)
         let loaded = try loadModel(checkpointPath: path, features: data.columns)
-        let scale = header.config.data.scale ?? Datasets.automaticScale(data.elementType)
+        let scale = config.data.scale ?? Datasets.automaticScale(data.elementType)
+        if importanceSamples != nil, loaded.model.spec.kind != .vae {
+            throw ConfigError("--importance-samples: '\(path)' holds a model of kind '\(loaded.model.spec.kind.rawValue)'; the importance-sampled likelihood needs a VAE")
+        }
         return (loaded, data, scale, name)
     }
     let workspace = Workspace(model: loaded.model, capacity: 256)
     let result = try evaluate(model: loaded.model, parameters: loaded.parameters, data: data, scale: scale,
-                              seed: loaded.checkpoint.config.train.seed, workspace: workspace,
+                              seed: loaded.config.train.seed, workspace: workspace,
                               communicator: communicator, pool: pool)
-    return EvaluationReport(split: name, result: result, kind: loaded.model.spec.kind)
+    var report = EvaluationReport(split: name, result: result, kind: loaded.model.spec.kind)
+    if let k = importanceSamples {
+        report.nllIS = try importanceSampledNLL(model: loaded.model, parameters: loaded.parameters, data: data,
+                                                scale: scale, samples: k, seed: loaded.config.train.seed,
+                                                communicator: communicator, pool: pool)
+        report.importanceSamples = k
+    }
+    return report
 }
 
 /// A readable summary of a dataset file or a checkpoint.
