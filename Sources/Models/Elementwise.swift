@@ -62,7 +62,7 @@ public func multiplyByActivationDerivative(_ grad: UnsafeMutablePointer<Float>, 
 
 /// Column sums of a rows × columns matrix, rows cut into chunks of `chunk` whose sequential sums
 /// are combined with the pairwise tree (docs/determinism.md). `scratch` holds
-/// `PairwiseTree.scratchCount(leaves: rows / chunk) * columns + columns` floats.
+/// `columnSumsScratchCount(rows:columns:chunk:)` floats.
 public func columnSums(_ x: UnsafePointer<Float>, rows: Int, columns: Int, chunk: Int,
                        into out: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
     precondition(chunk > 0 && rows % chunk == 0, "rows must be a multiple of the reduction chunk")

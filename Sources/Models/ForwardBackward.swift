@@ -153,7 +153,7 @@ extension Autoencoder {
             denseForward(layer, out: ws.decoderOutputs[i].pointer, inp: a, rows: rows, parameters: p, pool: pool)
             a = UnsafePointer(ws.decoderOutputs[i].pointer)
         }
-        // Loss only here; the gradient is written by backward (same formula, see lossGradient).
+        // Loss only here; backward writes the gradient with the same function (lossTerms).
         lossTerms(ws, rows: rows, scale: 0, gradient: nil, pool: pool)
     }
 

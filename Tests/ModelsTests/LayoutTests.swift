@@ -1,0 +1,75 @@
+// The parameter layout (tensor names, shapes, offsets) and the seeded initialisation.
+
+import XCTest
+import Kernels
+@testable import Models
+
+final class LayoutTests: XCTestCase {
+    func testTensorsTileTheBufferInOrder() {
+        for spec in [makeSpec(.ae), makeSpec(.vae), makeSpec(.vae, encoder: []), makeSpec(.ae, encoder: [4])] {
+            let model = Autoencoder(spec: spec)
+            var offset = 0
+            for t in model.tensors.sorted(by: { $0.offset < $1.offset }) {
+                XCTAssertEqual(t.offset, offset, t.name)
+                offset += t.count
+            }
+            XCTAssertEqual(offset, model.parameterCount)
+            var expected = 0
+            var width = spec.inputs
+            for h in spec.encoder { expected += width * h + h; width = h }
+            expected += (spec.kind == .vae ? 2 : 1) * (width * spec.latent + spec.latent)
+            width = spec.latent
+            for h in spec.decoderWidths { expected += width * h + h; width = h }
+            expected += width * spec.inputs + spec.inputs
+            XCTAssertEqual(model.parameterCount, expected)
+            // Layers point at their tensors.
+            let byName = Dictionary(uniqueKeysWithValues: model.tensors.map { ($0.name, $0) })
+            for (i, layer) in model.encoder.enumerated() {
+                XCTAssertEqual(byName["encoder.\(i).weight"]!.offset, layer.weight)
+                XCTAssertEqual(byName["encoder.\(i).weight"]!.shape, [layer.outputs, layer.inputs])
+                XCTAssertEqual(byName["encoder.\(i).bias"]!.offset, layer.bias)
+            }
+            if spec.kind == .vae {
+                XCTAssertEqual(byName["encoder.mu.weight"]!.offset, model.code.weight)
+                XCTAssertEqual(byName["encoder.logvar.weight"]!.offset, model.code.weight + spec.latent * model.code.inputs)
+                XCTAssertEqual(byName["encoder.mu.bias"]!.offset, model.code.bias)
+                XCTAssertEqual(byName["encoder.logvar.bias"]!.offset, model.code.bias + spec.latent)
+                XCTAssertEqual(model.code.outputs, 2 * spec.latent)
+            } else {
+                XCTAssertEqual(byName["encoder.code.weight"]!.offset, model.code.weight)
+            }
+            XCTAssertEqual(model.decoder.last!.outputs, spec.inputs)
+            XCTAssertEqual(model.decoder.last!.activation, .linear)
+            XCTAssertEqual(model.code.activation, .linear)
+        }
+        XCTAssertEqual(Autoencoder(spec: makeSpec(.vae, inputs: 784, encoder: [512, 256], latent: 20, activation: .relu)).summary,
+                       "vae 784-512-256-(20)-256-512-784, relu, bernoulli")
+    }
+
+    func testInitialisationIsSeededAndBounded() {
+        let model = Autoencoder(spec: makeSpec(.vae, inputs: 30, encoder: [20], latent: 5))
+        let a = FloatBuffer(count: model.parameterCount), b = FloatBuffer(count: model.parameterCount)
+        let c = FloatBuffer(count: model.parameterCount)
+        model.initialise(a, seed: 7); model.initialise(b, seed: 7); model.initialise(c, seed: 8)
+        XCTAssertEqual(a.array, b.array)
+        XCTAssertNotEqual(a.array, c.array)
+        for layer in model.layers {
+            let bound = 1 / Float(layer.inputs).squareRoot()
+            var values: [Float] = []
+            for i in 0..<(layer.inputs * layer.outputs) { values.append(a.pointer[layer.weight + i]) }
+            for i in 0..<layer.outputs { values.append(a.pointer[layer.bias + i]) }
+            XCTAssert(values.allSatisfy { abs($0) <= bound })
+            // Spread over the whole range, roughly symmetric.
+            XCTAssertGreaterThan(values.max()!, 0.8 * bound)
+            XCTAssertLessThan(values.min()!, -0.8 * bound)
+            XCTAssertEqual(Double(values.reduce(0, +)) / Double(values.count), 0, accuracy: Double(bound) * 0.2)
+        }
+        // Layers are keyed separately: two layers of the same shape get different values.
+        let same = Autoencoder(spec: makeSpec(.ae, inputs: 6, encoder: [6], latent: 6))
+        let p = FloatBuffer(count: same.parameterCount)
+        same.initialise(p, seed: 1)
+        let l0 = same.layers[0], l1 = same.layers[1]
+        XCTAssertNotEqual(Array(UnsafeBufferPointer(start: p.pointer + l0.weight, count: 36)),
+                          Array(UnsafeBufferPointer(start: p.pointer + l1.weight, count: 36)))
+    }
+}
