@@ -28,7 +28,7 @@ public struct Checkpoint {
     /// Writes parameters, optimizer state and progress to `path` atomically.
     public static func write(to path: String, config: RunConfig, model: Autoencoder, parameters: FloatBuffer,
                              optimizer: Optimizer, progress: TrainingProgress, worldSize: Int) throws {
-        try writeAtomically(to: path) { file in
+        try writeAtomically(to: path, sealed: true) { file in
             try file.setAttribute("format", CheckpointFormat.name)
             try file.setAttribute("format_version", CheckpointFormat.version)
             try file.setAttribute("step", Int64(progress.step))
@@ -37,13 +37,13 @@ public struct Checkpoint {
             try file.setAttribute("config", config.yaml)
             try file.setAttribute("model_kind", model.spec.kind.rawValue)
             try file.setAttribute("model_summary", model.summary)
+            try file.setAttribute("activation", model.spec.activation.rawValue)
+            try file.setAttribute("output", model.spec.output.rawValue)
             try file.setAttribute("parameter_count", Int64(model.parameterCount))
             try file.setAttribute("world_size", Int64(worldSize))
-            var digest = ContentDigest()
             try file.createGroup("/model")
             for t in model.tensors {
                 try file.write(UnsafeBufferPointer(parameters[t]), shape: t.shape, to: "/model/\(t.name)")
-                digest.add(UnsafeBufferPointer(parameters[t]))
             }
             try file.createGroup("/optimizer")
             try file.setAttribute("kind", optimizer.settings.kind.rawValue, at: "/optimizer")
@@ -52,15 +52,15 @@ public struct Checkpoint {
                 try file.createGroup("/optimizer/\(name)")
                 for t in model.tensors {
                     try file.write(UnsafeBufferPointer(buffer[t]), shape: t.shape, to: "/optimizer/\(name)/\(t.name)")
-                    digest.add(UnsafeBufferPointer(buffer[t]))
                 }
             }
-            try file.setAttribute("checksum", digest.hex)
         }
     }
 
     /// Opens a checkpoint and checks its format; reads its configuration and progress.
     public init(path: String) throws {
+        // The seal first: a damaged file never reaches libhdf5's parser.
+        do { try verifySeal(ofFileAt: path) } catch { throw ConfigError("checkpoint '\(path)': \(error)") }
         let file = try HDF5File(readingAt: path)
         defer { file.close() }
         guard file.hasAttribute("format"), try file.stringAttribute("format") == CheckpointFormat.name else {
@@ -83,7 +83,6 @@ public struct Checkpoint {
     public func load(model: Autoencoder, parameters: FloatBuffer, optimizer: Optimizer?) throws {
         let file = try HDF5File(readingAt: path)
         defer { file.close() }
-        var digest = ContentDigest()
         func read(_ dataset: String, _ t: TensorView, into buffer: FloatBuffer) throws {
             guard file.kind(of: dataset) == .dataset else {
                 throw ConfigError("checkpoint '\(path)': missing dataset \(dataset) that the model \(model.summary) needs")
@@ -94,7 +93,6 @@ public struct Checkpoint {
             }
             let values = try file.readFloats(dataset)
             _ = values.withUnsafeBufferPointer { buffer[t].update(fromContentsOf: $0) }
-            digest.add(UnsafeBufferPointer(buffer[t]))
         }
         for t in model.tensors { try read("/model/\(t.name)", t, into: parameters) }
         if let optimizer {
@@ -106,39 +104,8 @@ public struct Checkpoint {
             for (name, buffer) in optimizer.state {
                 for t in model.tensors { try read("/optimizer/\(name)/\(t.name)", t, into: buffer) }
             }
-            // The checksum covers parameters and optimizer state: a bit flip anywhere is caught.
-            let stored = try file.stringAttribute("checksum")
-            guard stored == digest.hex else {
-                throw CheckpointDamaged(description: "checkpoint '\(path)': checksum mismatch (stored \(stored), contents \(digest.hex)): the file is damaged")
-            }
         }
     }
-}
-
-/// A checkpoint whose contents do not match their checksum.
-public struct CheckpointDamaged: Error, CustomStringConvertible {
-    public let description: String
-}
-
-/// FNV-1a over 64-bit words: a cheap fingerprint of the checkpoint's floats, to detect damage (not tampering).
-struct ContentDigest {
-    private var state: UInt64 = 0xCBF2_9CE4_8422_2325
-    private var count: UInt64 = 0
-
-    mutating func add(_ values: UnsafeBufferPointer<Float>) {
-        let raw = UnsafeRawBufferPointer(values)
-        var i = 0
-        var h = state
-        while i + 8 <= raw.count {
-            h = (h ^ raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0x100_0000_01B3
-            i += 8
-        }
-        while i < raw.count { h = (h ^ UInt64(raw[i])) &* 0x100_0000_01B3; i += 1 }
-        state = h
-        count += UInt64(raw.count)
-    }
-
-    var hex: String { String(format: "%016llx-%llu", state, count) }
 }
 
 /// The checkpoints of a run directory: naming, listing, choosing one to resume from, pruning.

@@ -14,7 +14,7 @@ public struct EvaluationResult: Sendable {
 }
 
 /// Rows `[start, end)` of `count` that rank `rank` of `size` handles.
-func rowRange(count: Int, rank: Int, size: Int) -> Range<Int> {
+public func rowRange(count: Int, rank: Int, size: Int) -> Range<Int> {
     (count * rank / size)..<(count * (rank + 1) / size)
 }
 

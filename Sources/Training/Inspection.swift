@@ -102,6 +102,7 @@ public func evaluateCheckpoint(path: String, dataPath: String?, split: String?, 
 
 /// A readable summary of a dataset file or a checkpoint.
 public func describeFile(_ path: String) throws -> String {
+    if hasSeal(fileAt: path) { try verifySeal(ofFileAt: path) }
     let file = try HDF5File(readingAt: path)
     defer { file.close() }
     var lines: [String] = []

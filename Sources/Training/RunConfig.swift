@@ -27,6 +27,8 @@ public struct TrainSettings: Equatable, Sendable {
     public var logEvery = 50
     public var checkpointEvery = 500
     public var keepCheckpoints = 3
+    /// Rescale the gradient when its global L2 norm exceeds this (nil: no clipping).
+    public var clipGradNorm: Float? = nil
 }
 
 public struct RunConfig: Equatable, Sendable {
@@ -65,6 +67,7 @@ public struct RunConfig: Equatable, Sendable {
       log_every: 50
       checkpoint_every: 500
       keep_checkpoints: 3
+      clip_grad_norm: null
     run_dir: null
     """
 
@@ -143,6 +146,7 @@ public struct RunConfig: Equatable, Sendable {
         train.logEvery = try r.int("train.log_every", minimum: 1)
         train.checkpointEvery = try r.int("train.checkpoint_every", minimum: 1)
         train.keepCheckpoints = try r.int("train.keep_checkpoints", minimum: 1)
+        train.clipGradNorm = try r.optionalFloat("train.clip_grad_norm", minimum: 0, exclusive: true)
         if let dir = try r.optionalString("run_dir") {
             runDirectory = dir
         } else {
@@ -190,6 +194,7 @@ public struct RunConfig: Equatable, Sendable {
           log_every: \(train.logEvery)
           checkpoint_every: \(train.checkpointEvery)
           keep_checkpoints: \(train.keepCheckpoints)
+          clip_grad_norm: \(train.clipGradNorm.map(number) ?? "null")
         run_dir: \(quoted(runDirectory))
 
         """
@@ -279,6 +284,10 @@ struct ValueReader {
         let f = Float(v)
         guard exclusive ? f > minimum : f >= minimum else { throw error(key, what) }
         return f
+    }
+
+    func optionalFloat(_ key: String, minimum: Float, exclusive: Bool = false) throws -> Float? {
+        isNull(values[key]) ? nil : try float(key, minimum: minimum, exclusive: exclusive)
     }
 
     func string(_ key: String) throws -> String {

@@ -114,6 +114,7 @@ public final class Trainer {
         // Everything that can fail on one rank only happens inside `agreeing`.
         (data, plan) = try agreeing(communicator) {
             let plan = try BatchPlan(config: c, worldSize: communicator.size)
+            try MemoryEstimate(config: c, perRankBatch: plan.perRank).check(ranksOnNode: communicator.localSize)
             let data = try Datasets(config: c)
             if data.train.rows < plan.global {
                 throw ConfigError("data '\(data.train.source)': \(data.train.rows) rows, fewer than train.batch_size \(plan.global)")
@@ -283,8 +284,9 @@ public final class Trainer {
             let kl = Double(gradients.pointer[p + 1]) / Double(plan.global)
             let loss = recon + Double(config.model.klWeight) * kl + Double(gradients.pointer[p + 2]) / Double(plan.global)
             guard loss.isFinite else {
-                throw RunFailure(message: communicator.isRoot ? "aedist: the loss became \(loss) at step \(step + 1) (epoch \(epoch + 1)); stopping before the update. The last good checkpoint is \(lastCheckpoint ?? "none (no checkpoint written yet)"); try a lower train.lr" : nil, exitCode: 1)
+                throw RunFailure(message: communicator.isRoot ? "the loss became \(loss) at step \(step + 1) (epoch \(epoch + 1)); stopping before the update. The last good checkpoint is \(lastCheckpoint ?? "none (no checkpoint written yet)"); try a lower train.lr" : nil, exitCode: 1)
             }
+            if let limit = config.train.clipGradNorm { try clipGradient(to: limit, step: step) }
             optimizer.update(parameters, gradients: gradients, pool: pool)
             progress.step += 1
             progress.samplesSeen += Int64(plan.global)
@@ -343,6 +345,22 @@ public final class Trainer {
                                    checkpoint: lastCheckpoint, wallSeconds: Date().timeIntervalSince(wallStart))
         console.json(summary.json)
         return summary
+    }
+
+    /// Scales the reduced gradient down to L2 norm `limit` when it is larger. Every rank holds the
+    /// same reduced gradient and sums it in the same order, so all make the same decision.
+    private func clipGradient(to limit: Float, step: Int) throws {
+        let g = gradients.pointer
+        var sum = 0.0
+        for i in 0..<model.parameterCount { sum += Double(g[i]) * Double(g[i]) }
+        let norm = sum.squareRoot()
+        guard norm.isFinite else {
+            throw RunFailure(message: communicator.isRoot ? "the gradient norm became \(norm) at step \(step + 1); stopping before the update. The last good checkpoint is \(lastCheckpoint ?? "none (no checkpoint written yet)")" : nil, exitCode: 1)
+        }
+        if norm > Double(limit) {
+            let factor = Float(Double(limit) / norm)
+            for i in 0..<model.parameterCount { g[i] *= factor }
+        }
     }
 
     /// Rank 0 writes; all ranks learn whether it worked before going on.

@@ -1,0 +1,112 @@
+import CHDF5
+import Foundation
+
+/// A 2-D [rows, columns] numeric dataset held in memory in its stored element type (an 8-bit
+/// dataset stays 8-bit). Immutable after `init` and makes no HDF5 calls afterwards, so any number of
+/// threads may call `gatherRows` and `firstNonFiniteRow` at once.
+public final class StoredMatrix: @unchecked Sendable {
+    public let rows: Int
+    public let columns: Int
+    public let elementType: ElementType
+    /// "FILE:/path/in/file" (or "<memory>") for messages.
+    public let source: String
+    /// rows × columns values of `elementType`, row-major; bound to that type.
+    private let storage: UnsafeMutableRawPointer
+
+    /// Loads the whole dataset. Errors name the file and dataset: missing file, not HDF5, path
+    /// absent, a group, not 2-D, zero rows or columns, a non-numeric type, damaged data.
+    public init(file: String, dataset: String) throws {
+        let object = normalisedObjectPath(dataset)
+        let expected = "a 2-D numeric dataset [samples, features]"
+        let f = try HDF5File(reading: file, context: object)
+        defer { f.close() }
+        let loaded = try f.readMatrix(object, context: expected)
+        rows = loaded.rows
+        columns = loaded.columns
+        elementType = loaded.type
+        source = "\(file):\(object)"
+        storage = loaded.bytes
+        StoredMatrix.bind(storage, elementType, count: rows * columns)
+    }
+
+    /// An in-memory float32 matrix (tests, small data). `floats.count` must be rows × columns.
+    public init(rows: Int, columns: Int, floats: [Float]) {
+        precondition(rows >= 0 && columns >= 0 && floats.count == rows * columns,
+                     "StoredMatrix: \(floats.count) values given for \(rows) x \(columns)")
+        self.rows = rows
+        self.columns = columns
+        elementType = .float32
+        source = "<memory>"
+        storage = UnsafeMutableRawPointer.allocate(byteCount: max(1, floats.count) * 4, alignment: 16)
+        floats.withUnsafeBytes { storage.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        StoredMatrix.bind(storage, elementType, count: floats.count)
+    }
+
+    deinit { storage.deallocate() }
+
+    private static func bind(_ p: UnsafeMutableRawPointer, _ type: ElementType, count: Int) {
+        switch type {
+        case .int8: p.bindMemory(to: Int8.self, capacity: count)
+        case .uint8: p.bindMemory(to: UInt8.self, capacity: count)
+        case .int16: p.bindMemory(to: Int16.self, capacity: count)
+        case .uint16: p.bindMemory(to: UInt16.self, capacity: count)
+        case .int32: p.bindMemory(to: Int32.self, capacity: count)
+        case .uint32: p.bindMemory(to: UInt32.self, capacity: count)
+        case .int64: p.bindMemory(to: Int64.self, capacity: count)
+        case .uint64: p.bindMemory(to: UInt64.self, capacity: count)
+        case .float32: p.bindMemory(to: Float.self, capacity: count)
+        case .float64: p.bindMemory(to: Double.self, capacity: count)
+        }
+    }
+
+    /// Converts rows `indices` (in that order) to Float, multiplied by `scale`, into `out`
+    /// (indices.count × columns, row-major). Each index must be in 0..<rows (checked, traps).
+    public func gatherRows(_ indices: UnsafeBufferPointer<Int>, scale: Float, into out: UnsafeMutablePointer<Float>) {
+        switch elementType {
+        case .int8: gather(Int8.self, indices, scale, out)
+        case .uint8: gather(UInt8.self, indices, scale, out)
+        case .int16: gather(Int16.self, indices, scale, out)
+        case .uint16: gather(UInt16.self, indices, scale, out)
+        case .int32: gather(Int32.self, indices, scale, out)
+        case .uint32: gather(UInt32.self, indices, scale, out)
+        case .int64: gather(Int64.self, indices, scale, out)
+        case .uint64: gather(UInt64.self, indices, scale, out)
+        case .float32: gather(Float.self, indices, scale, out)
+        case .float64: gather(Double.self, indices, scale, out)
+        }
+    }
+
+    @inline(__always)
+    private func gather<T: StorageScalar>(_: T.Type, _ indices: UnsafeBufferPointer<Int>, _ scale: Float,
+                                          _ out: UnsafeMutablePointer<Float>) {
+        let base = UnsafePointer(storage.assumingMemoryBound(to: T.self))
+        let columns = self.columns, rows = self.rows
+        var dst = out
+        for index in indices {
+            precondition(index >= 0 && index < rows, "StoredMatrix.gatherRows: row \(index) outside 0..<\(rows) of \(source)")
+            let src = base + index * columns
+            for c in 0..<columns { dst[c] = src[c].floatValue * scale }
+            dst += columns
+        }
+    }
+
+    /// For float datasets: the first row holding a NaN or infinity, or nil. Integer types: nil.
+    public func firstNonFiniteRow() -> Int? {
+        switch elementType {
+        case .float32: return firstNonFinite(Float.self)
+        case .float64: return firstNonFinite(Double.self)
+        default: return nil
+        }
+    }
+
+    private func firstNonFinite<T: BinaryFloatingPoint>(_: T.Type) -> Int? {
+        let base = UnsafePointer(storage.assumingMemoryBound(to: T.self))
+        for r in 0..<rows {
+            let row = base + r * columns
+            var finite = true
+            for c in 0..<columns where !row[c].isFinite { finite = false }
+            if !finite { return r }
+        }
+        return nil
+    }
+}

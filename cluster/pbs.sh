@@ -1,0 +1,34 @@
+#!/bin/bash
+# aedist on PBS Pro / Torque: 2 nodes x 4 ranks x 4 threads, resumes automatically, and resubmits
+# itself after a checkpoint when PBS signals the end of the walltime.
+#   qsub -v CONFIG=configs/mnist-vae.yaml,EXTRA="--set data.path=/scratch/$USER/mnist.h5" cluster/pbs.sh
+#PBS -N aedist
+#PBS -l select=2:ncpus=16:mpiprocs=4:ompthreads=4
+#PBS -l walltime=02:00:00
+#PBS -r y
+#PBS -j oe
+
+set -uo pipefail
+cd "${PBS_O_WORKDIR:-.}"
+CONFIG=${CONFIG:?pass -v CONFIG=configs/FILE.yaml}
+EXTRA=${EXTRA:-}
+THREADS=${THREADS:-4}
+# Site set-up, e.g.: module load openmpi/4.1 hdf5/1.10
+AEDIST=${AEDIST:-$PWD/.build/release/aedist}
+np=$(wc -l < "$PBS_NODEFILE")
+
+# PBS sends SIGTERM before it kills the job at the walltime (kill_delay later, SIGKILL). mpirun
+# forwards SIGUSR1 to the ranks, which checkpoint and exit 75.
+trap 'kill -USR1 "$launcher" 2>/dev/null' TERM USR1
+# shellcheck disable=SC2086
+mpirun -np "$np" --hostfile "$PBS_NODEFILE" --map-by "slot:PE=$THREADS" --bind-to core \
+  "$AEDIST" train --config "$CONFIG" --threads "$THREADS" $EXTRA &
+launcher=$!
+wait "$launcher"; status=$?
+while kill -0 "$launcher" 2>/dev/null; do wait "$launcher"; status=$?; done
+
+if [ "$status" -eq 75 ]; then
+  echo "aedist: stopped with a checkpoint; resubmitting"
+  qsub -v "CONFIG=$CONFIG,EXTRA=$EXTRA,THREADS=$THREADS" "$PBS_O_WORKDIR/cluster/pbs.sh"
+fi
+exit "$status"
