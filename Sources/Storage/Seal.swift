@@ -56,7 +56,7 @@ public func verifySeal(ofFileAt path: String) throws {
         throw StorageError("\(path): cannot be read (does it exist?)")
     }
     guard data.count >= sealSize, Array(data.suffix(sealSize).prefix(8)) == sealMagic else {
-        throw StorageError("\(path): no seal at the end of the file: truncated, damaged, or not written by aedist")
+        throw StorageError("\(path): no seal at the end of the file (truncated or damaged, or a file aedist did not write)")
     }
     let ok = data.withUnsafeBytes { raw -> Bool in
         let body = UnsafeRawBufferPointer(rebasing: raw[0..<(raw.count - sealSize)])

@@ -60,7 +60,7 @@ public struct Checkpoint {
     /// Opens a checkpoint and checks its format; reads its configuration and progress.
     public init(path: String) throws {
         // The seal first: a damaged file never reaches libhdf5's parser.
-        do { try verifySeal(ofFileAt: path) } catch { throw ConfigError("checkpoint '\(path)': \(error)") }
+        do { try verifySeal(ofFileAt: path) } catch { throw ConfigError("not a complete aedist checkpoint: \(error)") }
         let file = try HDF5File(readingAt: path)
         defer { file.close() }
         guard file.hasAttribute("format"), try file.stringAttribute("format") == CheckpointFormat.name else {

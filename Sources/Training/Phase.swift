@@ -20,7 +20,8 @@ public func agreeing<T>(_ communicator: Communicator, _ body: () throws -> T) th
     if let first = try communicator.firstFailingRank(localFailure: failed) {
         if first == communicator.rank, case .failure(let error) = result {
             if let e = error as? RunFailure { throw e }
-            let prefix = communicator.size > 1 ? "rank \(communicator.rank): " : ""
+            // Rank 0's failures are usually everyone's (same file, same config): no prefix then.
+            let prefix = communicator.rank > 0 ? "rank \(communicator.rank): " : ""
             throw RunFailure(message: prefix + "\(error)", exitCode: 1)
         }
         throw RunFailure(message: nil, exitCode: 1)

@@ -85,7 +85,7 @@ public struct RunConfig: Equatable, Sendable {
             }
             for (key, node) in try flatten(text: text, origin: "config file '\(file)'") {
                 guard known.contains(key) else {
-                    throw ConfigError("config file '\(file)': unknown key '\(key)' (known keys: \(known.sorted().joined(separator: ", ")))")
+                    throw ConfigError("config file '\(file)': unknown key '\(key)'\(RunConfig.suggestion(for: key, among: known))")
                 }
                 values[key] = node
                 origins[key] = "config file '\(file)'"
@@ -104,11 +104,11 @@ public struct RunConfig: Equatable, Sendable {
                 values[key] = node
             } else if case .mapping = node, known.contains(where: { $0.hasPrefix(key + ".") }) {
                 for (sub, n) in try flatten(node: node, prefix: key, origin: origin) {
-                    guard known.contains(sub) else { throw ConfigError("\(origin): unknown key '\(sub)'") }
+                    guard known.contains(sub) else { throw ConfigError("\(origin): unknown key '\(sub)'\(RunConfig.suggestion(for: sub, among: known))") }
                     values[sub] = n
                 }
             } else {
-                throw ConfigError("\(origin): unknown key '\(key)' (known keys: \(known.sorted().joined(separator: ", ")))")
+                throw ConfigError("\(origin): unknown key '\(key)'\(RunConfig.suggestion(for: key, among: known))")
             }
             origins[key] = origin
         }
@@ -211,6 +211,30 @@ public struct RunConfig: Equatable, Sendable {
         catch let e as ConfigError {
             throw ConfigError(e.description.replacingOccurrences(of: "config file '\(path)'", with: origin))
         }
+    }
+
+    /// " (did you mean 'x'?)" for a near miss, else the keys of the same section.
+    static func suggestion(for key: String, among known: Set<String>) -> String {
+        func distance(_ a: String, _ b: String) -> Int {
+            let a = Array(a), b = Array(b)
+            var row = Array(0...b.count)
+            for i in 1...max(a.count, 1) where !a.isEmpty {
+                var previous = row[0]
+                row[0] = i
+                for j in 1...max(b.count, 1) where !b.isEmpty {
+                    let current = row[j]
+                    row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                    previous = current
+                }
+            }
+            return row[b.count]
+        }
+        if let best = known.min(by: { distance(key, $0) < distance(key, $1) }), distance(key, best) <= 3 {
+            return " (did you mean '\(best)'?)"
+        }
+        let section = key.split(separator: ".").first.map(String.init) ?? ""
+        let siblings = known.filter { $0.hasPrefix(section + ".") }.sorted()
+        return " (keys of \(siblings.isEmpty ? "a configuration" : "'" + section + "'"): \((siblings.isEmpty ? known.sorted() : siblings).joined(separator: ", ")))"
     }
 
     // MARK: flattening YAML into dotted keys

@@ -94,7 +94,7 @@ final class FaultTests: XCTestCase {
         try expectFailure("batch not divisible by ranks", ["--set", "train.batch_size=33", "--set", "train.micro_batch=1"], expected: "does not divide evenly across 2 ranks")
         try expectFailure("run directory not writable", ["--run-dir", "/proc/aedist-run"], expected: "run_dir '/proc/aedist-run'")
         try expectFailure("more memory than available", ["--set", "model.encoder=[100000000]"], expected: "the run needs about")
-        try expectFailure("checkpoint that is not a checkpoint", ["--resume", "\(Launcher.packageRoot.path)/data/digits.h5"], expected: "not an aedist checkpoint")
+        try expectFailure("checkpoint that is not a checkpoint", ["--resume", "\(Launcher.packageRoot.path)/data/digits.h5"], expected: "not a complete aedist checkpoint")
     }
 
     func testNonFiniteLossStopsWithTheLastGoodCheckpoint() throws {
