@@ -10,7 +10,7 @@ struct Aedist: ParsableCommand {
         commandName: "aedist",
         abstract: "Data-parallel training of autoencoders and VAEs over MPI, on HDF5 data.",
         discussion: "Every command runs the same with or without mpirun; under `mpirun -np N` the work is split across the ranks and only rank 0 prints and writes.",
-        subcommands: [Train.self, Evaluate.self, Inspect.self])
+        subcommands: [Train.self, Evaluate.self, Inspect.self, PCACommand.self, EncodeCommand.self, ReconstructCommand.self, SampleCommand.self, InterpolateCommand.self])
 }
 
 /// Starts MPI, runs `body`, and turns every failure into a message and an exit status on every rank.
@@ -91,13 +91,22 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Compute threads per rank.")
     var threads: Int?
 
+    @Option(help: "VAE: also estimate the negative log-likelihood by importance sampling with K draws per row (log-mean-exp of the weights; at most the negative ELBO, tighter as K grows).")
+    var importanceSamples: Int?
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
+    func validate() throws {
+        if let k = importanceSamples, k < 1 { throw ValidationError("--importance-samples must be at least 1, got \(k)") }
+    }
+
     func run() throws {
         let (checkpoint, data, split, threads, json) = (self.checkpoint, self.data, self.split, self.threads, self.json)
+        let importanceSamples = self.importanceSamples
         runParallel { communicator in
             let report = try evaluateCheckpoint(path: checkpoint, dataPath: data, split: split, threads: threads,
+                                                importanceSamples: importanceSamples,
                                                 communicator: communicator)
             if communicator.isRoot {
                 if json { print(report.json) } else { print(report.text) }

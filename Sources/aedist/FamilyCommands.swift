@@ -1,0 +1,379 @@
+// The model-family subcommands (docs/family.md): pca, encode, reconstruct, sample, interpolate.
+// Each runs the same with or without mpirun: rows are split across ranks, rank 0 prints and writes.
+import ArgumentParser
+import Communication
+import Foundation
+import Kernels
+import Models
+import Storage
+import Training
+
+/// The extension of an output path, checked against what a command can write.
+private func outputKind(_ path: String, option: String, allowed: [String]) throws -> String {
+    let ext = URL(fileURLWithPath: path).pathExtension.lowercased()
+    guard allowed.contains(ext) else {
+        throw ValidationError("\(option) '\(path)': expected a file ending in " + allowed.map { ".\($0)" }.joined(separator: " or "))
+    }
+    return ext
+}
+
+private func threadPool(_ threads: Int?, _ communicator: Communicator) -> ComputePool {
+    ComputePool(threads: threads ?? defaultThreads(localRanks: communicator.localSize))
+}
+
+/// Rank 0 runs `body` (writing files); every rank learns whether it worked.
+private func onRoot(_ communicator: Communicator, _ body: () throws -> Void) throws {
+    try agreeing(communicator) { if communicator.isRoot { try body() } }
+}
+
+struct PCACommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pca",
+        abstract: "Exact PCA of a data split (the linear-autoencoder baseline); eval, encode and reconstruct accept its file like a checkpoint.")
+
+    @Option(help: "Data file (HDF5).")
+    var data: String
+
+    @Option(help: "train, test, or a dataset path inside the data file.")
+    var split: String = "train"
+
+    @Option(help: "Dataset that eval uses by default (default: test/images when the file has it).")
+    var test: String?
+
+    @Option(help: "Number of principal components K.")
+    var components: Int
+
+    @Option(help: "Output PCA file (.h5).")
+    var out: String
+
+    @Option(help: "Multiplier from stored values to model units: auto (1/255 for 8-bit data, else 1) or a number; use the autoencoders' data.scale to compare with them.")
+    var scale: String = "auto"
+
+    @Option(help: "Compute threads per rank.")
+    var threads: Int?
+
+    func validate() throws {
+        if components < 1 { throw ValidationError("--components must be at least 1, got \(components)") }
+        _ = try outputKind(out, option: "--out", allowed: ["h5"])
+        if scale != "auto", !(Float(scale).map { $0 > 0 && $0.isFinite } ?? false) {
+            throw ValidationError("--scale '\(scale)': expected auto or a positive number")
+        }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
+
+    func run() throws {
+        let (data, split, test, k, out, scaleText, threads) = (self.data, self.split, self.test, components, self.out, scale, self.threads)
+        let dataset: String
+        switch split { case "train": dataset = "train/images"; case "test": dataset = "test/images"; default: dataset = split }
+        runParallel { communicator in
+            let pool = threadPool(threads, communicator)
+            let started = Date()
+            let (matrix, scale, testSet) = try agreeing(communicator) { () -> (StoredMatrix, Float, String?) in
+                let matrix = try StoredMatrix(file: data, dataset: dataset)
+                guard k <= matrix.columns else {
+                    throw ConfigError("--components \(k): more than the \(matrix.columns) features of '\(matrix.source)'")
+                }
+                guard matrix.rows >= 2 else { throw ConfigError("data '\(matrix.source)': PCA needs at least 2 rows, it has \(matrix.rows)") }
+                let scale = scaleText == "auto" ? Datasets.automaticScale(matrix.elementType) : Float(scaleText)!
+                var testSet = test
+                if testSet == nil, let f = try? HDF5File(readingAt: data) {
+                    if f.kind(of: "/test/images") == .dataset { testSet = "test/images" }
+                    f.close()
+                }
+                return (matrix, scale, testSet)
+            }
+            let result = try PCA.fit(data: matrix, scale: scale, components: k, communicator: communicator, pool: pool)
+            let config = PCA.configuration(components: k, dataPath: data, train: dataset, test: testSet, scale: scale)
+            try onRoot(communicator) {
+                try PCA.write(result, config: config, source: matrix.source, to: out)
+                let explained = result.explainedVariance.reduce(0, +)
+                print(String(format: "pca: %d components of %d features from %d rows of %@; explained variance %.6f of %.6f (%.2f%%); train mse per feature %.6f; %.2f s; wrote %@",
+                             k, result.features, result.samples, matrix.source, explained, result.totalVariance,
+                             result.totalVariance > 0 ? 100 * explained / result.totalVariance : 0,
+                             result.residualVariance / Double(result.features), Date().timeIntervalSince(started), out))
+            }
+            return 0
+        }
+    }
+}
+
+struct EncodeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "encode",
+        abstract: "Write the latent codes of a data split (VAE: /mean and /logvar; AE and PCA: /codes).")
+
+    @Option(help: "Checkpoint or PCA file.")
+    var checkpoint: String
+
+    @Option(help: "Data file (default: the model's data.path).")
+    var data: String?
+
+    @Option(help: "train, test, or a dataset path inside the data file (default: test, or train when there is no test set).")
+    var split: String?
+
+    @Option(help: "Output HDF5 file.")
+    var out: String
+
+    @Option(help: "Also draw the codes as a 2-D map (.png), coloured by label when the data has labels (latent > 2: projected on the codes' first two principal directions).")
+    var map: String?
+
+    @Option(help: "Compute threads per rank.")
+    var threads: Int?
+
+    func validate() throws {
+        _ = try outputKind(out, option: "--out", allowed: ["h5"])
+        if let map { _ = try outputKind(map, option: "--map", allowed: ["png"]) }
+    }
+
+    func run() throws {
+        let (path, dataPath, split, out, mapPath, threads) = (checkpoint, data, self.split, self.out, map, self.threads)
+        runParallel { communicator in
+            let pool = threadPool(threads, communicator)
+            let (loaded, split) = try agreeing(communicator) { () -> (LoadedModel, DataSplit) in
+                let config = try modelFileConfig(path: path)
+                let split = try DataSplit(config: config, dataPath: dataPath, split: split)
+                return (try loadModel(checkpointPath: path, features: split.matrix.columns), split)
+            }
+            let model = loaded.model, n = split.matrix.rows, width = model.code.outputs, z = model.spec.latent
+            let range = rowRange(count: n, rank: communicator.rank, size: communicator.size)
+            let local = Training.encode(model: model, parameters: loaded.parameters, data: split.matrix, scale: split.scale,
+                                        indices: Array(range), pool: pool).codes
+            let codes = try shareRows(local, range: range, total: n, width: width, communicator: communicator)
+            try onRoot(communicator) {
+                let labels = split.labels()
+                try writeAtomically(to: out) { file in
+                    try file.setAttribute("model", path)
+                    try file.setAttribute("model_kind", PCA.isPCAFile(path) ? "pca" : model.spec.kind.rawValue)
+                    try file.setAttribute("source", split.matrix.source)
+                    if model.spec.kind == .vae {
+                        var mean = [Float](repeating: 0, count: n * z), logvar = mean
+                        for r in 0..<n {
+                            for j in 0..<z { mean[r * z + j] = codes[r * width + j]; logvar[r * z + j] = codes[r * width + z + j] }
+                        }
+                        try file.write(mean, shape: [n, z], to: "/mean")
+                        try file.write(logvar, shape: [n, z], to: "/logvar")
+                    } else {
+                        try file.write(codes, shape: [n, z], to: "/codes")
+                    }
+                    if let labels { try file.write(labels.map { Int64($0) }, shape: [n], to: "/labels") }
+                }
+                var line = "encode: \(n) rows of \(split.matrix.source) -> \(out) (\(model.spec.kind == .vae ? "/mean, /logvar" : "/codes") [\(n), \(z)])"
+                if let mapPath {
+                    let latent = model.spec.kind == .vae
+                        ? (0..<n).flatMap { r in codes[(r * width)..<(r * width + z)] } : codes
+                    let image = Pictures.map(points: Pictures.planar(codes: latent, rows: n, width: z), labels: labels)
+                    try PNG.write(image, to: mapPath)
+                    line += "; map \(mapPath)" + (labels == nil ? " (no labels)" : " (coloured by label)")
+                }
+                print(line)
+            }
+            return 0
+        }
+    }
+}
+
+struct ReconstructCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reconstruct",
+        abstract: "Originals above their reconstructions as a PNG grid; with several --checkpoint, one row per model under the originals.")
+
+    @Option(help: "Checkpoint or PCA file (repeat to compare models on the same rows).")
+    var checkpoint: [String]
+
+    @Option(help: "Data file (default: the first model's data.path).")
+    var data: String?
+
+    @Option(help: "train, test, or a dataset path inside the data file (default: test).")
+    var split: String?
+
+    @Option(help: "Number of rows (the first N of the split).")
+    var count: Int = 16
+
+    @Option(help: "Output PNG file.")
+    var out: String
+
+    @Option(help: "Picture size HxW (default: the data file's image_shape attribute).")
+    var imageShape: String?
+
+    @Option(help: "Compute threads per rank.")
+    var threads: Int?
+
+    func validate() throws {
+        if checkpoint.isEmpty { throw ValidationError("--checkpoint is required") }
+        if count < 1 { throw ValidationError("--count must be at least 1, got \(count)") }
+        _ = try outputKind(out, option: "--out", allowed: ["png"])
+    }
+
+    func run() throws {
+        let (paths, dataPath, split, count, out, shapeText, threads) = (checkpoint, data, self.split, self.count, self.out, imageShape, self.threads)
+        runParallel { communicator in
+            let pool = threadPool(threads, communicator)
+            let (models, split, shape) = try agreeing(communicator) { () -> ([LoadedModel], DataSplit, ImageShape) in
+                let split = try DataSplit(config: try modelFileConfig(path: paths[0]), dataPath: dataPath, split: split)
+                guard count <= split.matrix.rows else {
+                    throw ConfigError("--count \(count): '\(split.matrix.source)' has only \(split.matrix.rows) rows")
+                }
+                let shape = try ImageShape.resolve(override: shapeText, dataFile: split.file, features: split.matrix.columns)
+                return (try paths.map { try loadModel(checkpointPath: $0, features: split.matrix.columns) }, split, shape)
+            }
+            // Few rows: every rank computes them (cheap); rank 0 writes.
+            var originals = [Float](), outputs = [[Float]]()
+            for m in models {
+                let r = Training.encode(model: m.model, parameters: m.parameters, data: split.matrix, scale: split.scale,
+                                        indices: Array(0..<count), pool: pool, reconstructions: true)
+                originals = r.inputs
+                outputs.append(r.outputs)
+            }
+            try onRoot(communicator) {
+                let image = models.count == 1
+                    ? Pictures.reconstructions(originals: originals, outputs: outputs[0], count: count, shape: shape)
+                    : Pictures.comparison(originals: originals, outputs: outputs, count: count, shape: shape)
+                try PNG.write(image, to: out)
+                print("reconstruct: \(count) rows of \(split.matrix.source), \(models.count) model(s) -> \(out) (\(image.width)x\(image.height))")
+            }
+            return 0
+        }
+    }
+}
+
+struct SampleCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sample",
+        abstract: "Decode draws from a VAE's prior N(0, I): a PNG grid, or an HDF5 file with /samples and /latent.")
+
+    @Option(help: "VAE checkpoint.")
+    var checkpoint: String
+
+    @Option(help: "Number of samples.")
+    var count: Int = 64
+
+    @Option(help: "Output file (.png or .h5).")
+    var out: String
+
+    @Option(help: "Seed of the draws (sample i uses the i-th draw of this seed).")
+    var seed: Int = 0
+
+    @Option(help: "Data file for the image_shape attribute (default: the model's data.path).")
+    var data: String?
+
+    @Option(help: "Picture size HxW (default: the data file's image_shape attribute).")
+    var imageShape: String?
+
+    @Option(help: "Compute threads per rank.")
+    var threads: Int?
+
+    func validate() throws {
+        if count < 1 { throw ValidationError("--count must be at least 1, got \(count)") }
+        if seed < 0 { throw ValidationError("--seed must be at least 0, got \(seed)") }
+        _ = try outputKind(out, option: "--out", allowed: ["png", "h5"])
+    }
+
+    func run() throws {
+        let (path, count, out, seed, dataPath, shapeText, threads) = (checkpoint, self.count, self.out, UInt64(self.seed), data, imageShape, self.threads)
+        let png = out.lowercased().hasSuffix(".png")
+        runParallel { communicator in
+            let pool = threadPool(threads, communicator)
+            let (loaded, shape) = try agreeing(communicator) { () -> (LoadedModel, ImageShape?) in
+                let config = try modelFileConfig(path: path)
+                guard config.model.kind == .vae, !PCA.isPCAFile(path) else {
+                    throw ConfigError("checkpoint '\(path)': sample needs a VAE (model.kind = vae); this model is '\(PCA.isPCAFile(path) ? "pca" : config.model.kind.rawValue)', which has no prior to draw from")
+                }
+                let file = dataPath ?? config.data.path
+                let features: Int
+                do {
+                    let h5 = try HDF5File(readingAt: file)
+                    defer { h5.close() }
+                    let shape = try h5.shape(ofDataset: config.data.train)
+                    guard shape.count == 2 else { throw ConfigError("data '\(file):\(config.data.train)': expected a 2-D dataset") }
+                    features = shape[1]
+                }
+                let shape = png ? try ImageShape.resolve(override: shapeText, dataFile: file, features: features) : nil
+                return (try loadModel(checkpointPath: path, features: features), shape)
+            }
+            let (latent, images) = try samplePrior(model: loaded.model, parameters: loaded.parameters, count: count,
+                                                   seed: seed, communicator: communicator, pool: pool)
+            try onRoot(communicator) {
+                if let shape {
+                    try PNG.write(Pictures.grid(images, count: count, shape: shape), to: out)
+                } else {
+                    try writeAtomically(to: out) { file in
+                        try file.setAttribute("model", path)
+                        try file.setAttribute("seed", Int64(seed))
+                        try file.write(images, shape: [count, loaded.model.spec.inputs], to: "/samples")
+                        try file.write(latent, shape: [count, loaded.model.spec.latent], to: "/latent")
+                    }
+                }
+                print("sample: \(count) draws from the prior (seed \(seed)) -> \(out)")
+            }
+            return 0
+        }
+    }
+}
+
+struct InterpolateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "interpolate",
+        abstract: "Decode straight lines in latent space between the codes of row pairs (2p, 2p+1) of a split: one strip per pair, the originals at both ends.")
+
+    @Option(help: "Checkpoint (AE or VAE; a VAE uses the posterior means) or PCA file.")
+    var checkpoint: String
+
+    @Option(help: "Data file (default: the model's data.path).")
+    var data: String?
+
+    @Option(help: "train, test, or a dataset path inside the data file (default: test).")
+    var split: String?
+
+    @Option(help: "Number of pairs: rows (0, 1), (2, 3), ... of the split.")
+    var pairs: Int = 4
+
+    @Option(help: "Decoded points per pair, both ends included.")
+    var steps: Int = 8
+
+    @Option(help: "Output file (.png, or .h5 with /path [pairs * steps, features]).")
+    var out: String
+
+    @Option(help: "Picture size HxW (default: the data file's image_shape attribute).")
+    var imageShape: String?
+
+    @Option(help: "Compute threads per rank.")
+    var threads: Int?
+
+    func validate() throws {
+        if pairs < 1 { throw ValidationError("--pairs must be at least 1, got \(pairs)") }
+        if steps < 2 { throw ValidationError("--steps must be at least 2, got \(steps)") }
+        _ = try outputKind(out, option: "--out", allowed: ["png", "h5"])
+    }
+
+    func run() throws {
+        let (path, dataPath, split, pairs, steps, out, shapeText, threads) = (checkpoint, data, self.split, self.pairs, self.steps, self.out, imageShape, self.threads)
+        let png = out.lowercased().hasSuffix(".png")
+        runParallel { communicator in
+            let pool = threadPool(threads, communicator)
+            let (loaded, split, shape) = try agreeing(communicator) { () -> (LoadedModel, DataSplit, ImageShape?) in
+                let split = try DataSplit(config: try modelFileConfig(path: path), dataPath: dataPath, split: split)
+                guard 2 * pairs <= split.matrix.rows else {
+                    throw ConfigError("--pairs \(pairs): needs \(2 * pairs) rows but '\(split.matrix.source)' has \(split.matrix.rows)")
+                }
+                let shape = png ? try ImageShape.resolve(override: shapeText, dataFile: split.file, features: split.matrix.columns) : nil
+                return (try loadModel(checkpointPath: path, features: split.matrix.columns), split, shape)
+            }
+            let r = Training.interpolate(model: loaded.model, parameters: loaded.parameters, data: split.matrix,
+                                         scale: split.scale, pairs: (0..<pairs).map { (2 * $0, 2 * $0 + 1) },
+                                         steps: steps, pool: pool)
+            try onRoot(communicator) {
+                if let shape {
+                    try PNG.write(Pictures.strips(path: r.path, starts: r.starts, ends: r.ends, pairs: pairs, steps: steps,
+                                                  shape: shape), to: out)
+                } else {
+                    try writeAtomically(to: out) { file in
+                        try file.setAttribute("model", path)
+                        try file.write(r.path, shape: [pairs * steps, loaded.model.spec.inputs], to: "/path")
+                    }
+                }
+                print("interpolate: \(pairs) pair(s) x \(steps) steps -> \(out)")
+            }
+            return 0
+        }
+    }
+}
