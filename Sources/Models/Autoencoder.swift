@@ -56,7 +56,7 @@ public final class Autoencoder: @unchecked Sendable {
             offset = b + 2 * z
             code = DenseLayer(inputs: width, outputs: 2 * z, weight: w, bias: b, activation: .linear)
         } else {
-            code = dense("encoder.code", width, z, .linear)
+            code = dense("encoder.code", width, z, spec.sparsityTarget > 0 ? .sigmoid : .linear)
         }
         width = z
         var decoder: [DenseLayer] = []

@@ -144,10 +144,18 @@ extension Autoencoder {
             ws.kl.pointer.update(repeating: 0, count: rows)
             a = UnsafePointer(ws.codeOutput.pointer)
         }
+        let rho = spec.sparsityTarget, beta = spec.sparsityKLWeight
         for r in 0..<rows {
             var s: Float = 0
             if spec.l1 != 0 { for j in 0..<z { s += abs(a[r * z + j]) } }
-            ws.sparsity.pointer[r] = spec.l1 * s
+            var kl: Float = 0
+            if rho > 0 && beta != 0 {   // sigmoid codes: KL(ρ ‖ h) per unit
+                for j in 0..<z {
+                    let h = min(max(a[r * z + j], 1e-7), 1 - 1e-7)
+                    kl += rho * logf(rho / h) + (1 - rho) * logf((1 - rho) / (1 - h))
+                }
+            }
+            ws.sparsity.pointer[r] = spec.l1 * s + beta * kl
         }
         for (i, layer) in decoder.enumerated() {
             denseForward(layer, out: ws.decoderOutputs[i].pointer, inp: a, rows: rows, parameters: p, pool: pool)
@@ -221,10 +229,17 @@ extension Autoencoder {
             }
         } else {
             let c = ws.codeOutput.pointer
+            let rho = spec.sparsityTarget, klScale = spec.sparsityKLWeight * scale
             for i in 0..<(rows * z) {
                 let v = c[i], sg: Float = v > 0 ? 1 : (v < 0 ? -1 : 0)
-                dcode[i] = dout[i] + spec.l1 * scale * sg
+                var d = dout[i] + spec.l1 * scale * sg
+                if rho > 0 {   // d KL(ρ ‖ h) / dh, before the sigmoid's derivative below
+                    let h = min(max(v, 1e-7), 1 - 1e-7)
+                    d += klScale * (-rho / h + (1 - rho) / (1 - h))
+                }
+                dcode[i] = d
             }
+            multiplyByActivationDerivative(dcode, output: c, count: rows * z, activation: code.activation, pool: pool)
         }
         let codeInput = encoder.isEmpty ? UnsafePointer(inputSeen(ws)) : UnsafePointer(ws.encoderOutputs.last!.pointer)
         denseBackward(code, dinp: encoder.isEmpty ? nil : dout, dout: dcode, inp: codeInput, rows: rows,

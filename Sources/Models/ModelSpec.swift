@@ -20,6 +20,10 @@ public struct ModelSpec: Equatable, Sendable {
     public var noise: NoiseKind = .none
     public var noiseLevel: Float = 0
     public var l1: Float = 0
+    /// KL sparsity (AE only): target mean activation ρ of the code units, which then use a sigmoid;
+    /// 0 turns it off. The penalty is `sparsityKLWeight` · Σ_units KL(ρ ‖ h) per sample.
+    public var sparsityTarget: Float = 0
+    public var sparsityKLWeight: Float = 0
     public var klWeight: Float = 1
 
     public init() {}

@@ -11,7 +11,14 @@ public struct EvaluationResult: Sendable {
     public var reconstruction: Double
     public var kl: Double
     public var msePerFeature: Double
+    /// Mean |code| over samples and code units (AE: the code; VAE: the means).
+    public var codeMeanActivation: Double
+    /// Fraction of code values with |code| < `nearZeroCode`.
+    public var codeNearZeroFraction: Double
 }
+
+/// The threshold below which a code value counts as near zero in `codeNearZeroFraction`.
+public let nearZeroCode = 0.05
 
 /// Rows `[start, end)` of `count` that rank `rank` of `size` handles.
 public func rowRange(count: Int, rank: Int, size: Int) -> Range<Int> {
@@ -21,7 +28,8 @@ public func rowRange(count: Int, rank: Int, size: Int) -> Range<Int> {
 public func evaluate(model: Autoencoder, parameters: FloatBuffer, data: StoredMatrix, scale: Float,
                      seed: UInt64, workspace: Workspace, communicator: Communicator, pool: ComputePool) throws -> EvaluationResult {
     let range = rowRange(count: data.rows, rank: communicator.rank, size: communicator.size)
-    var sums = [0.0, 0.0, 0.0, 0.0]   // loss, reconstruction, kl, squared error
+    var sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]   // loss, reconstruction, kl, squared error, Σ|code|, near-zero count
+    let z = model.spec.latent, stride = model.code.outputs   // VAE rows hold means then log-variances
     var start = range.lowerBound
     var indices = [Int](repeating: 0, count: workspace.capacity)
     while start < range.upperBound {
@@ -37,6 +45,11 @@ public func evaluate(model: Autoencoder, parameters: FloatBuffer, data: StoredMa
             sums[0] += Double(model.loss(workspace, row: r))
             sums[1] += Double(workspace.reconstruction.pointer[r])
             sums[2] += Double(workspace.kl.pointer[r])
+            for j in 0..<z {
+                let v = Double(abs(workspace.codeOutput.pointer[r * stride + j]))
+                sums[4] += v
+                if v < nearZeroCode { sums[5] += 1 }
+            }
         }
         sums[3] += reconstructionSquaredError(outputs: workspace.outputs, targets: workspace.input.pointer, rows: rows,
                                               columns: model.spec.inputs, sigmoidOutputs: model.spec.output == .bernoulli)
@@ -45,5 +58,6 @@ public func evaluate(model: Autoencoder, parameters: FloatBuffer, data: StoredMa
     try communicator.allreduceSum(&sums)
     let n = Double(max(data.rows, 1))
     return EvaluationResult(samples: data.rows, loss: sums[0] / n, reconstruction: sums[1] / n, kl: sums[2] / n,
-                            msePerFeature: sums[3] / (n * Double(model.spec.inputs)))
+                            msePerFeature: sums[3] / (n * Double(model.spec.inputs)),
+                            codeMeanActivation: sums[4] / (n * Double(z)), codeNearZeroFraction: sums[5] / (n * Double(z)))
 }

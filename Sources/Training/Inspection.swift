@@ -15,7 +15,9 @@ public struct EvaluationReport {
 
     public var json: String {
         var object: [String: Any] = ["split": split, "samples": result.samples, "loss": result.loss,
-                                     "mse_per_feature": result.msePerFeature]
+                                     "mse_per_feature": result.msePerFeature,
+                                     "code_mean_activation": result.codeMeanActivation,
+                                     "code_near_zero_fraction": result.codeNearZeroFraction]
         if kind == .vae { object["recon"] = result.reconstruction; object["kl"] = result.kl }
         if let nllIS { object["nll_is"] = nllIS; object["importance_samples"] = importanceSamples ?? 0 }
         return Console.encode(object)
@@ -24,6 +26,8 @@ public struct EvaluationReport {
     public var text: String {
         var s = String(format: "%@: %d samples, loss %.4f, mse per feature %.6f", split, result.samples, result.loss, result.msePerFeature)
         if kind == .vae { s += String(format: " (negative ELBO: reconstruction %.4f + KL %.4f)", result.reconstruction, result.kl) }
+        s += String(format: "; code: mean |value| %.4f, %.1f%% below %.2f", result.codeMeanActivation,
+                    100 * result.codeNearZeroFraction, nearZeroCode)
         if let nllIS { s += String(format: "; importance-sampled NLL (K = %d) %.4f", importanceSamples ?? 0, nllIS) }
         return s
     }

@@ -48,7 +48,7 @@ public struct RunConfig: Equatable, Sendable {
       activation: relu
       output: bernoulli
       denoise: {noise: none, level: 0.0}
-      sparsity: {l1: 0.0}
+      sparsity: {l1: 0.0, target: 0.0, kl_weight: 0.0}
       kl_weight: 1.0
     data:
       path: data/digits.h5
@@ -130,6 +130,12 @@ public struct RunConfig: Equatable, Sendable {
             throw r.error("model.denoise.level", "a probability in [0, 1] for \(model.noise.rawValue) noise")
         }
         model.l1 = try r.float("model.sparsity.l1", minimum: 0)
+        model.sparsityTarget = try r.float("model.sparsity.target", minimum: 0)
+        model.sparsityKLWeight = try r.float("model.sparsity.kl_weight", minimum: 0)
+        if model.sparsityTarget >= 1 { throw r.error("model.sparsity.target", "a target activation in (0, 1), or 0 for none") }
+        if model.sparsityTarget > 0 && model.kind == .vae {
+            throw r.error("model.sparsity.target", "0 for a VAE (the KL sparsity target applies to an AE's sigmoid code)")
+        }
         model.klWeight = try r.float("model.kl_weight", minimum: 0)
         data.path = try r.string("data.path")
         data.train = try r.string("data.train")
@@ -175,7 +181,7 @@ public struct RunConfig: Equatable, Sendable {
           activation: \(model.activation.rawValue)
           output: \(model.output.rawValue)
           denoise: {noise: \(model.noise.rawValue), level: \(number(model.noiseLevel))}
-          sparsity: {l1: \(number(model.l1))}
+          sparsity: {l1: \(number(model.l1)), target: \(number(model.sparsityTarget)), kl_weight: \(number(model.sparsityKLWeight))}
           kl_weight: \(number(model.klWeight))
         data:
           path: \(quoted(data.path))

@@ -363,6 +363,12 @@ public final class Trainer {
         }
     }
 
+    /// The current model's loss and code statistics on the training set.
+    public func evaluateTraining() throws -> EvaluationResult {
+        try evaluate(model: model, parameters: parameters, data: data.train, scale: data.scale, seed: config.train.seed,
+                     workspace: evaluationWorkspace, communicator: communicator, pool: pool)
+    }
+
     /// Rank 0 writes; all ranks learn whether it worked before going on.
     private func writeCheckpoint() throws {
         let path = checkpoints.file(forStep: progress.step)

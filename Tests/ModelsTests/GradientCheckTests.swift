@@ -113,6 +113,13 @@ final class GradientCheckTests: XCTestCase {
     func testSparsityAEGaussianRelu() {
         assertGradient(makeSpec(activation: .relu, output: .gaussian, l1: 0.2), h: 2e-2, minimumChecked: 0.7)
     }
+    func testSparsityKLTargetAE() {
+        // Sigmoid code units pulled towards a mean activation of 0.1.
+        var spec = makeSpec(activation: .tanh, output: .bernoulli)
+        spec.sparsityTarget = 0.1
+        spec.sparsityKLWeight = 0.7
+        assertGradient(spec, minimumChecked: 0.9)
+    }
     func testSparsityVAE() {
         assertGradient(makeSpec(.vae, activation: .tanh, output: .bernoulli, l1: 0.3, klWeight: 0.5), minimumChecked: 0.8)
     }

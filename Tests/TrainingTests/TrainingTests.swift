@@ -29,6 +29,23 @@ final class TrainingTests: XCTestCase {
         }
     }
 
+    func testKLSparsityTargetSetsTheMeanCodeActivation() throws {
+        var options = TrainOptions()
+        options.threads = 2
+        options.resume = .never
+        var means: [Float: Double] = [:]
+        for target: Float in [0.05, 0.5] {
+            let config = try config(["model.kind=ae", "model.latent=16", "train.epochs=8", "data.test=null",
+                                     "model.sparsity={l1: 0.0, target: \(target), kl_weight: 2.0}"])
+            let trainer = try Trainer(config: config, options: options, communicator: SingleProcess())
+            _ = try trainer.run()
+            let result = try trainer.evaluateTraining()
+            means[target] = result.codeMeanActivation
+        }
+        XCTAssertLessThan(means[0.05]!, 0.12, "\(means)")
+        XCTAssertGreaterThan(means[0.5]!, 0.3, "\(means)")
+    }
+
     func testMissingDataFileIsNamed() throws {
         var options = TrainOptions()
         options.resume = .never
