@@ -49,17 +49,12 @@ struct Train: ParsableCommand {
     @Option(help: "auto: continue from the newest complete checkpoint in the run directory; never: start fresh; or a checkpoint PATH.")
     var resume: String = "auto"
 
-    @Option(help: "Compute threads per rank (default: this rank's share of the cores it may use).")
-    var threads: Int?
-
-    func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
-    }
+    @OptionGroup var compute: ComputeOptions
 
     func run() throws {
         let overrides = self.overrides, config = self.config, runDir = self.runDir
         var options = TrainOptions()
-        options.threads = threads
+        options.threads = compute.threads
         switch resume {
         case "auto": options.resume = .auto
         case "never": options.resume = .never
@@ -82,14 +77,9 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Checkpoint file.")
     var checkpoint: String
 
-    @Option(help: "Data file (default: the checkpoint configuration's data.path).")
-    var data: String?
+    @OptionGroup var input: DataSelection
 
-    @Option(help: "train, test, or a dataset path inside the data file (default: test, or train when there is no test set).")
-    var split: String?
-
-    @Option(help: "Compute threads per rank.")
-    var threads: Int?
+    @OptionGroup var compute: ComputeOptions
 
     @Option(help: "VAE: also estimate the negative log-likelihood by importance sampling with K draws per row (log-mean-exp of the weights; at most the negative ELBO, tighter as K grows).")
     var importanceSamples: Int?
@@ -102,7 +92,7 @@ struct Evaluate: ParsableCommand {
     }
 
     func run() throws {
-        let (checkpoint, data, split, threads, json) = (self.checkpoint, self.data, self.split, self.threads, self.json)
+        let (checkpoint, data, split, threads, json) = (self.checkpoint, input.data, input.split, compute.threads, self.json)
         let importanceSamples = self.importanceSamples
         runParallel { communicator in
             let report = try evaluateCheckpoint(path: checkpoint, dataPath: data, split: split, threads: threads,

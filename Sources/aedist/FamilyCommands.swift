@@ -49,8 +49,7 @@ struct PCACommand: ParsableCommand {
     @Option(help: "Multiplier from stored values to model units: auto (1/255 for 8-bit data, else 1) or a number; use the autoencoders' data.scale to compare with them.")
     var scale: String = "auto"
 
-    @Option(help: "Compute threads per rank.")
-    var threads: Int?
+    @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
         if components < 1 { throw ValidationError("--components must be at least 1, got \(components)") }
@@ -58,11 +57,10 @@ struct PCACommand: ParsableCommand {
         if scale != "auto", !(Float(scale).map { $0 > 0 && $0.isFinite } ?? false) {
             throw ValidationError("--scale '\(scale)': expected auto or a positive number")
         }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
     }
 
     func run() throws {
-        let (data, split, test, k, out, scaleText, threads) = (self.data, self.split, self.test, components, self.out, scale, self.threads)
+        let (data, split, test, k, out, scaleText, threads) = (self.data, self.split, self.test, components, self.out, scale, compute.threads)
         let dataset: String
         switch split { case "train": dataset = "train/images"; case "test": dataset = "test/images"; default: dataset = split }
         runParallel { communicator in
@@ -105,11 +103,7 @@ struct EncodeCommand: ParsableCommand {
     @Option(help: "Checkpoint or PCA file.")
     var checkpoint: String
 
-    @Option(help: "Data file (default: the model's data.path).")
-    var data: String?
-
-    @Option(help: "train, test, or a dataset path inside the data file (default: test, or train when there is no test set).")
-    var split: String?
+    @OptionGroup var input: DataSelection
 
     @Option(help: "Output HDF5 file.")
     var out: String
@@ -117,8 +111,7 @@ struct EncodeCommand: ParsableCommand {
     @Option(help: "Also draw the codes as a 2-D map (.png), coloured by label when the data has labels (latent > 2: projected on the codes' first two principal directions).")
     var map: String?
 
-    @Option(help: "Compute threads per rank.")
-    var threads: Int?
+    @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
         _ = try outputKind(out, option: "--out", allowed: ["h5"])
@@ -126,7 +119,7 @@ struct EncodeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (path, dataPath, split, out, mapPath, threads) = (checkpoint, data, self.split, self.out, map, self.threads)
+        let (path, dataPath, split, out, mapPath, threads) = (checkpoint, input.data, input.split, self.out, map, compute.threads)
         runParallel { communicator in
             let pool = threadPool(threads, communicator)
             let (loaded, split) = try agreeing(communicator) { () -> (LoadedModel, DataSplit) in
@@ -180,11 +173,7 @@ struct ReconstructCommand: ParsableCommand {
     @Option(help: "Checkpoint or PCA file (repeat to compare models on the same rows).")
     var checkpoint: [String]
 
-    @Option(help: "Data file (default: the first model's data.path).")
-    var data: String?
-
-    @Option(help: "train, test, or a dataset path inside the data file (default: test).")
-    var split: String?
+    @OptionGroup var input: DataSelection
 
     @Option(help: "Number of rows (the first N of the split).")
     var count: Int = 16
@@ -195,8 +184,7 @@ struct ReconstructCommand: ParsableCommand {
     @Option(help: "Picture size HxW (default: the data file's image_shape attribute).")
     var imageShape: String?
 
-    @Option(help: "Compute threads per rank.")
-    var threads: Int?
+    @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
         if checkpoint.isEmpty { throw ValidationError("--checkpoint is required") }
@@ -205,7 +193,7 @@ struct ReconstructCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (paths, dataPath, split, count, out, shapeText, threads) = (checkpoint, data, self.split, self.count, self.out, imageShape, self.threads)
+        let (paths, dataPath, split, count, out, shapeText, threads) = (checkpoint, input.data, input.split, self.count, self.out, imageShape, compute.threads)
         runParallel { communicator in
             let pool = threadPool(threads, communicator)
             let (models, split, shape) = try agreeing(communicator) { () -> ([LoadedModel], DataSplit, ImageShape) in
@@ -259,8 +247,7 @@ struct SampleCommand: ParsableCommand {
     @Option(help: "Picture size HxW (default: the data file's image_shape attribute).")
     var imageShape: String?
 
-    @Option(help: "Compute threads per rank.")
-    var threads: Int?
+    @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
         if count < 1 { throw ValidationError("--count must be at least 1, got \(count)") }
@@ -269,7 +256,7 @@ struct SampleCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (path, count, out, seed, dataPath, shapeText, threads) = (checkpoint, self.count, self.out, UInt64(self.seed), data, imageShape, self.threads)
+        let (path, count, out, seed, dataPath, shapeText, threads) = (checkpoint, self.count, self.out, UInt64(self.seed), data, imageShape, compute.threads)
         let png = out.lowercased().hasSuffix(".png")
         runParallel { communicator in
             let pool = threadPool(threads, communicator)
@@ -318,11 +305,7 @@ struct InterpolateCommand: ParsableCommand {
     @Option(help: "Checkpoint (AE or VAE; a VAE uses the posterior means) or PCA file.")
     var checkpoint: String
 
-    @Option(help: "Data file (default: the model's data.path).")
-    var data: String?
-
-    @Option(help: "train, test, or a dataset path inside the data file (default: test).")
-    var split: String?
+    @OptionGroup var input: DataSelection
 
     @Option(help: "Number of pairs: rows (0, 1), (2, 3), ... of the split.")
     var pairs: Int = 4
@@ -336,8 +319,7 @@ struct InterpolateCommand: ParsableCommand {
     @Option(help: "Picture size HxW (default: the data file's image_shape attribute).")
     var imageShape: String?
 
-    @Option(help: "Compute threads per rank.")
-    var threads: Int?
+    @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
         if pairs < 1 { throw ValidationError("--pairs must be at least 1, got \(pairs)") }
@@ -346,7 +328,7 @@ struct InterpolateCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (path, dataPath, split, pairs, steps, out, shapeText, threads) = (checkpoint, data, self.split, self.pairs, self.steps, self.out, imageShape, self.threads)
+        let (path, dataPath, split, pairs, steps, out, shapeText, threads) = (checkpoint, input.data, input.split, self.pairs, self.steps, self.out, imageShape, compute.threads)
         let png = out.lowercased().hasSuffix(".png")
         runParallel { communicator in
             let pool = threadPool(threads, communicator)
