@@ -42,7 +42,7 @@ let package = Package(
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: fastMath),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Kernels"], swiftSettings: fastMath),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Communication"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Training", "Storage"]),
     ]
 )

@@ -1,5 +1,6 @@
 // The training loop in-process on the shipped digits data.
 import Communication
+import Models
 import Foundation
 import Training
 import XCTest
@@ -44,6 +45,30 @@ final class TrainingTests: XCTestCase {
         }
         XCTAssertLessThan(means[0.05]!, 0.12, "\(means)")
         XCTAssertGreaterThan(means[0.5]!, 0.3, "\(means)")
+    }
+
+    func testGradientClippingBoundsTheUpdate() throws {
+        // Plain SGD (no momentum) at lr 1: one update moves the parameters by exactly the clipped gradient.
+        var options = TrainOptions()
+        options.threads = 1
+        options.resume = .never
+        var moved: [String: Double] = [:]
+        for clip in ["null", "0.01"] {
+            let config = try config(["train.optimizer=sgd", "train.momentum=0", "train.lr=1.0", "train.max_steps=1",
+                                     "train.clip_grad_norm=\(clip)", "data.test=null"])
+            var spec = config.model
+            spec.inputs = 64
+            let model = Autoencoder(spec: spec)
+            let initial = FloatBuffer(count: model.parameterCount)
+            model.initialise(initial, seed: config.train.seed)
+            let summary = try Trainer(config: config, options: options, communicator: SingleProcess()).run()
+            let trained = try loadModel(checkpointPath: try XCTUnwrap(summary.checkpoint), features: 64).parameters
+            var squares = 0.0
+            for i in 0..<model.parameterCount { let d = Double(trained.pointer[i] - initial.pointer[i]); squares += d * d }
+            moved[clip] = squares.squareRoot()
+        }
+        XCTAssertEqual(moved["0.01"]!, 0.01, accuracy: 1e-4, "\(moved)")
+        XCTAssertGreaterThan(moved["null"]!, 0.1, "\(moved)")
     }
 
     func testMissingDataFileIsNamed() throws {
