@@ -8,6 +8,7 @@
 #
 # Usage: bash cluster/compare.sh [--data PATH] [--scale auto|X] [--latent K] [--encoder '[256]']
 #                                [--epochs E] [--np N] [--threads T] [--out DIR] [--count N]
+#                                [--sparsity-target RHO] [--sparsity-weight BETA] [--l1 LAMBDA]   (the sparse AE)
 # Examples:
 #   bash cluster/compare.sh --data data/digits.h5 --scale 0.0625 --latent 8 --encoder '[64]' --epochs 40
 #   bash cluster/compare.sh --data /work/shared/data/mnist.h5 --latent 16 --epochs 10 --np 2
@@ -17,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DATA=data/digits.h5; SCALE=0.0625; LATENT=8; ENCODER='[64]'; EPOCHS=40; NP=1; THREADS=""; OUT=runs/compare; COUNT=12
-BATCH=64; LR=0.002; NOISE=masking; LEVEL=0.3; L1=0.001; IS=100
+BATCH=64; LR=0.002; NOISE=masking; LEVEL=0.3; L1=0; TARGET=0.05; SPARSITY_WEIGHT=0.5; IS=100
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --data) DATA=$2; shift 2 ;;
@@ -32,6 +33,8 @@ while [[ $# -gt 0 ]]; do
     --batch) BATCH=$2; shift 2 ;;
     --lr) LR=$2; shift 2 ;;
     --l1) L1=$2; shift 2 ;;
+    --sparsity-target) TARGET=$2; shift 2 ;;
+    --sparsity-weight) SPARSITY_WEIGHT=$2; shift 2 ;;
     --importance-samples) IS=$2; shift 2 ;;
     -h|--help) sed -n 2,20p "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -70,7 +73,7 @@ train() {   # name, then --set arguments
 }
 train ae     --set model.kind=ae
 train dae    --set model.kind=ae --set "model.denoise.noise=$NOISE" --set "model.denoise.level=$LEVEL"
-train sparse --set model.kind=ae --set "model.sparsity.l1=$L1"
+train sparse --set model.kind=ae --set "model.sparsity={l1: $L1, target: $TARGET, kl_weight: $SPARSITY_WEIGHT}"
 train vae    --set model.kind=vae
 
 {

@@ -23,6 +23,9 @@ public protocol Communicator: AnyObject {
     /// `combine(leaves, count, length, out)` folds `count` contiguous vectors of `length` floats.
     func treeAllreduce(_ buffer: UnsafeMutablePointer<Float>, count: Int,
                        combine: (UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void) throws
+    /// Element-wise sum of floats across ranks in place, in the library's order (which may vary
+    /// with the rank count): only for measuring what the tree reduction costs (`bench step`).
+    func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws
     /// Element-wise sum of doubles across ranks (metrics; order may vary in the last bits).
     func allreduceSum(_ values: inout [Double]) throws
     /// Element-wise maximum of integers across ranks.
@@ -67,6 +70,7 @@ public final class SingleProcess: Communicator {
     public var localSize: Int { 1 }
     public func treeAllreduce(_ buffer: UnsafeMutablePointer<Float>, count: Int,
                               combine: (UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void) throws {}
+    public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {}
     public func allreduceSum(_ values: inout [Double]) throws {}
     public func allreduceMax(_ values: inout [Int64]) throws {}
     public func broadcast(_ buffer: UnsafeMutableRawPointer, byteCount: Int, root: Int) throws {}

@@ -21,6 +21,9 @@ public final class MPICommunicator: Communicator {
     // Reused between calls so a training step allocates nothing.
     private var receive: UnsafeMutablePointer<Float>?
     private var receiveCapacity = 0
+    // treeAllreduce's counts and offsets (send, receive, gather), computed once per buffer length.
+    private var layout: UnsafeMutablePointer<Int32>?
+    private var layoutCount = -1
 
     /// Initialises MPI (as a singleton when started without mpirun).
     public init() throws {
@@ -75,24 +78,30 @@ public final class MPICommunicator: Communicator {
             receive = .allocate(capacity: max(needed, 1))
             receiveCapacity = needed
         }
-        var sendCounts = [Int32](repeating: 0, count: size), sendOffsets = sendCounts
-        var receiveCounts = sendCounts, receiveOffsets = sendCounts
-        for i in 0..<size {
-            let s = segment(i, of: count)
-            sendCounts[i] = Int32(s.length); sendOffsets[i] = Int32(s.offset)
-            receiveCounts[i] = Int32(mine.length); receiveOffsets[i] = Int32(i * mine.length)
+        if layoutCount != count {
+            if layout == nil { layout = .allocate(capacity: 6 * size) }
+            let l = layout!
+            for i in 0..<size {
+                let s = segment(i, of: count)
+                l[i] = Int32(s.length); l[size + i] = Int32(s.offset)                          // send
+                l[2 * size + i] = Int32(mine.length); l[3 * size + i] = Int32(i * mine.length)  // receive
+                l[4 * size + i] = Int32(s.length); l[5 * size + i] = Int32(s.offset)           // gather
+            }
+            layoutCount = count
         }
+        let l = layout!
         let into = receive!
-        try check(MPI_Alltoallv(buffer, sendCounts, sendOffsets, aedist_float(),
-                                into, receiveCounts, receiveOffsets, aedist_float(), world), "MPI_Alltoallv")
+        try check(MPI_Alltoallv(buffer, l, l + size, aedist_float(),
+                                into, l + 2 * size, l + 3 * size, aedist_float(), world), "MPI_Alltoallv")
         combine(into, size, mine.length, buffer + mine.offset)
-        var gatherCounts = [Int32](repeating: 0, count: size), gatherOffsets = gatherCounts
-        for i in 0..<size {
-            let s = segment(i, of: count)
-            gatherCounts[i] = Int32(s.length); gatherOffsets[i] = Int32(s.offset)
-        }
-        try check(MPI_Allgatherv(aedist_in_place(), 0, aedist_float(), buffer, gatherCounts, gatherOffsets,
+        try check(MPI_Allgatherv(aedist_in_place(), 0, aedist_float(), buffer, l + 4 * size, l + 5 * size,
                                  aedist_float(), world), "MPI_Allgatherv")
+    }
+
+    public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
+        if size == 1 || count == 0 { return }
+        try check(MPI_Allreduce(aedist_in_place(), buffer, Int32(count), aedist_float(), aedist_op_sum(), world),
+                  "MPI_Allreduce")
     }
 
     public func allreduceSum(_ values: inout [Double]) throws {

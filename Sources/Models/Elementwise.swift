@@ -23,23 +23,33 @@ func forRowBlocks(rows: Int, columns: Int, pool: ComputePool, _ body: (Range<Int
     }
 }
 
-/// out[r, c] = f(out[r, c] + bias[c]) for every row.
+/// out[r, c] = f(out[r, c] + bias[c]) for every row; 8 lanes at a time (VectorMath), the row's last
+/// columns through the same 8-lane code on a padded copy, so every element is the same function of its input.
 public func addBiasAndActivate(_ out: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>,
                                rows: Int, columns: Int, activation: Activation, pool: ComputePool) {
+    typealias V = SIMD8<Float>
+    @inline(__always)
+    func f(_ v: V) -> V {
+        switch activation {
+        case .relu: return v.replacing(with: 0, where: v .< 0)
+        case .leakyRelu: return v.replacing(with: v * leakySlope, where: v .<= 0)
+        case .tanh: return VectorMath.tanh(v)
+        case .sigmoid: return VectorMath.sigmoid(v)
+        case .linear: return v
+        }
+    }
     forRowBlocks(rows: rows, columns: columns, pool: pool) { range in
         for r in range {
             let row = out + r * columns
-            switch activation {
-            case .relu:
-                for c in 0..<columns { row[c] = max(row[c] + bias[c], 0) }
-            case .leakyRelu:
-                for c in 0..<columns { let v = row[c] + bias[c]; row[c] = v > 0 ? v : leakySlope * v }
-            case .tanh:
-                for c in 0..<columns { row[c] = tanhf(row[c] + bias[c]) }
-            case .sigmoid:
-                for c in 0..<columns { row[c] = 1 / (1 + expf(-(row[c] + bias[c]))) }
-            case .linear:
-                for c in 0..<columns { row[c] += bias[c] }
+            var c = 0
+            while c + 8 <= columns {
+                VectorMath.store(f(VectorMath.load(row + c) + VectorMath.load(bias + c)), row + c)
+                c += 8
+            }
+            if c < columns {
+                let n = columns - c
+                let v = VectorMath.loadPartial(row + c, count: n) + VectorMath.loadPartial(bias + c, count: n)
+                VectorMath.storePartial(f(v), row + c, count: n)
             }
         }
     }
@@ -49,13 +59,27 @@ public func addBiasAndActivate(_ out: UnsafeMutablePointer<Float>, bias: UnsafeP
 public func multiplyByActivationDerivative(_ grad: UnsafeMutablePointer<Float>, output y: UnsafePointer<Float>,
                                            count: Int, activation: Activation, pool: ComputePool) {
     if activation == .linear { return }
-    forRowBlocks(rows: count, columns: 1, pool: pool) { range in
+    typealias V = SIMD8<Float>
+    @inline(__always)
+    func df(_ g: V, _ y: V) -> V {
         switch activation {
-        case .relu: for i in range where y[i] <= 0 { grad[i] = 0 }
-        case .leakyRelu: for i in range where y[i] <= 0 { grad[i] *= leakySlope }
-        case .tanh: for i in range { grad[i] *= 1 - y[i] * y[i] }
-        case .sigmoid: for i in range { grad[i] *= y[i] * (1 - y[i]) }
-        case .linear: break
+        case .relu: return g.replacing(with: 0, where: y .<= 0)
+        case .leakyRelu: return g.replacing(with: g * leakySlope, where: y .<= 0)
+        case .tanh: return g * (1 - y * y)
+        case .sigmoid: return g * (y * (1 - y))
+        case .linear: return g
+        }
+    }
+    forRowBlocks(rows: (count + 7) / 8, columns: 8, pool: pool) { range in
+        for b in range {
+            let i = b * 8
+            if i + 8 <= count {
+                VectorMath.store(df(VectorMath.load(grad + i), VectorMath.load(y + i)), grad + i)
+            } else {
+                let n = count - i
+                let v = df(VectorMath.loadPartial(grad + i, count: n), VectorMath.loadPartial(y + i, count: n))
+                VectorMath.storePartial(v, grad + i, count: n)
+            }
         }
     }
 }
@@ -87,41 +111,70 @@ public func columnSumsScratchCount(rows: Int, columns: Int, chunk: Int) -> Int {
 }
 
 /// Bernoulli output: per-row binary cross-entropy of sigmoid(logits) against targets in [0, 1],
-/// computed stably from the logits; gradient (sigmoid(z) - x) * scale into `gradient`.
+/// computed stably from the logits as max(z, 0) - x·z + log1p(e^-|z|); gradient (sigmoid(z) - x) * scale
+/// into `gradient`. Vectorised (VectorMath); a row's sum is 8 lane sums over its columns in order, then
+/// the lanes in one fixed order, with or without the gradient.
 public func bernoulliLoss(logits: UnsafePointer<Float>, targets: UnsafePointer<Float>, rows: Int, columns: Int,
                           scale: Float, gradient: UnsafeMutablePointer<Float>?, perRow: UnsafeMutablePointer<Float>,
                           pool: ComputePool) {
+    typealias V = SIMD8<Float>
+    @inline(__always)
+    func element(_ z: V, _ x: V, _ g: UnsafeMutablePointer<Float>?, _ n: Int) -> V {
+        let e = VectorMath.exp(-VectorMath.abs(z))
+        let loss = z.replacing(with: 0, where: z .< 0).addingProduct(-x, z) + VectorMath.log1pUnit(e)
+        if let g {
+            let r = 1 / (1 + e)
+            let p = r.replacing(with: e * r, where: z .< 0)
+            let d = (p - x) * scale
+            if n == 8 { VectorMath.store(d, g) } else { VectorMath.storePartial(d, g, count: n) }
+        }
+        return loss
+    }
     forRowBlocks(rows: rows, columns: columns, pool: pool) { range in
         for r in range {
             let z = logits + r * columns, x = targets + r * columns
-            var sum: Float = 0
-            for c in 0..<columns {
-                let e = expf(-abs(z[c]))
-                sum += max(z[c], 0) - x[c] * z[c] + log1pf(e)
-                if let g = gradient {
-                    let p = z[c] >= 0 ? 1 / (1 + e) : e / (1 + e)
-                    g[r * columns + c] = (p - x[c]) * scale
-                }
+            let g = gradient.map { $0 + r * columns }
+            var acc = V()
+            var c = 0
+            while c + 8 <= columns {
+                acc += element(VectorMath.load(z + c), VectorMath.load(x + c), g.map { $0 + c }, 8)
+                c += 8
             }
-            perRow[r] = sum
+            if c < columns {
+                let n = columns - c
+                let l = element(VectorMath.loadPartial(z + c, count: n), VectorMath.loadPartial(x + c, count: n),
+                                g.map { $0 + c }, n)
+                let lanes = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
+                acc += l.replacing(with: 0, where: lanes .>= Int32(n))
+            }
+            perRow[r] = VectorMath.laneSum(acc)
         }
     }
 }
 
-/// Gaussian output: per-row squared error; gradient 2 (z - x) * scale.
+/// Gaussian output: per-row squared error; gradient 2 (z - x) * scale. Vectorised like bernoulliLoss.
 public func squaredErrorLoss(outputs: UnsafePointer<Float>, targets: UnsafePointer<Float>, rows: Int, columns: Int,
                              scale: Float, gradient: UnsafeMutablePointer<Float>?, perRow: UnsafeMutablePointer<Float>,
                              pool: ComputePool) {
+    typealias V = SIMD8<Float>
     forRowBlocks(rows: rows, columns: columns, pool: pool) { range in
         for r in range {
             let z = outputs + r * columns, x = targets + r * columns
-            var sum: Float = 0
-            for c in 0..<columns {
-                let d = z[c] - x[c]
-                sum += d * d
-                if let g = gradient { g[r * columns + c] = 2 * d * scale }
+            var acc = V()
+            var c = 0
+            while c + 8 <= columns {
+                let d = VectorMath.load(z + c) - VectorMath.load(x + c)
+                acc = acc.addingProduct(d, d)
+                if let g = gradient { VectorMath.store(2 * d * scale, g + r * columns + c) }
+                c += 8
             }
-            perRow[r] = sum
+            if c < columns {
+                let n = columns - c
+                let d = VectorMath.loadPartial(z + c, count: n) - VectorMath.loadPartial(x + c, count: n)
+                acc = acc.addingProduct(d, d)   // padded lanes are 0 - 0
+                if let g = gradient { VectorMath.storePartial(2 * d * scale, g + r * columns + c, count: n) }
+            }
+            perRow[r] = VectorMath.laneSum(acc)
         }
     }
 }

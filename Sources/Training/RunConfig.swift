@@ -22,6 +22,9 @@ public struct TrainSettings: Equatable, Sendable {
     public var maxSteps: Int? = nil
     public var batchSize = 128
     public var microBatch = 16
+    /// true: results do not depend on the rank or thread count (docs/determinism.md), about 10 %
+    /// slower at np = 2; false: the library's allreduce and one chain per rank.
+    public var exactReduction = true
     public var optimizer = OptimizerSettings()
     public var seed: UInt64 = 0
     public var logEvery = 50
@@ -60,6 +63,7 @@ public struct RunConfig: Equatable, Sendable {
       max_steps: null
       batch_size: 128
       micro_batch: 16
+      exact_reduction: true
       optimizer: adam
       lr: 0.001
       momentum: 0.9
@@ -145,6 +149,7 @@ public struct RunConfig: Equatable, Sendable {
         train.maxSteps = try r.optionalInt("train.max_steps", minimum: 1)
         train.batchSize = try r.int("train.batch_size", minimum: 1)
         train.microBatch = try r.int("train.micro_batch", minimum: 1)
+        train.exactReduction = try r.bool("train.exact_reduction")
         train.optimizer.kind = try r.choice("train.optimizer", OptimizerKind.self)
         train.optimizer.lr = try r.float("train.lr", minimum: 0, exclusive: true)
         train.optimizer.momentum = try r.float("train.momentum", minimum: 0)
@@ -193,6 +198,7 @@ public struct RunConfig: Equatable, Sendable {
           max_steps: \(train.maxSteps.map(String.init) ?? "null")
           batch_size: \(train.batchSize)
           micro_batch: \(train.microBatch)
+          exact_reduction: \(train.exactReduction)
           optimizer: \(train.optimizer.kind.rawValue)
           lr: \(number(train.optimizer.lr))
           momentum: \(number(train.optimizer.momentum))
@@ -329,6 +335,14 @@ struct ValueReader {
 
     func optionalString(_ key: String) throws -> String? {
         isNull(values[key]) ? nil : try string(key)
+    }
+
+    func bool(_ key: String) throws -> Bool {
+        guard let n = values[key], case .scalar(let s) = n, s.style == .plain || s.style == .any,
+              let v = ["true": true, "false": false][s.string.lowercased()] else {
+            throw error(key, "true or false")
+        }
+        return v
     }
 
     func choice<T: RawRepresentable & CaseIterable>(_ key: String, _ type: T.Type) throws -> T where T.RawValue == String {

@@ -71,7 +71,7 @@ public struct BatchPlan: Equatable {
             throw ConfigError("train.micro_batch \(m) does not divide the per-rank batch \(per) (train.batch_size \(b) / \(worldSize) ranks): choose a micro_batch that divides \(per)")
         }
         let leaves = per / m
-        if worldSize > 1 && leaves & (leaves - 1) != 0 {
+        if config.train.exactReduction && worldSize > 1 && leaves & (leaves - 1) != 0 {
             throw ConfigError("each rank gets \(leaves) micro-batches (train.batch_size \(b) / \(worldSize) ranks / micro_batch \(m)); with several ranks this must be a power of two so results do not depend on the rank count (docs/determinism.md)")
         }
         global = b; perRank = per; microBatch = m
@@ -84,22 +84,17 @@ public final class Trainer {
     let console: Console
     let pool: ComputePool
     let data: Datasets
-    let model: Autoencoder
     let plan: BatchPlan
-    let parameters: FloatBuffer
-    /// Parameter gradients followed by `extraCount` reduced scalars (loss sums, stop flag).
-    let gradients: FloatBuffer
-    let optimizer: Optimizer
-    let workspace: Workspace
+    /// The model, its buffers and the step itself (shared with `aedist bench step`).
+    let training: TrainingStep
+    var model: Autoencoder { training.model }
+    var parameters: FloatBuffer { training.parameters }
+    var optimizer: Optimizer { training.optimizer }
     let evaluationWorkspace: Workspace
     let checkpoints: CheckpointDirectory
     var progress = TrainingProgress()
     var lastCheckpoint: String?
     let threads: Int
-    private let treeScratch: FloatBuffer
-    private let leafSums: FloatBuffer
-
-    static let extraCount = 4   // reconstruction, kl, penalty sums; stop requests
 
     public init(config: RunConfig, options: TrainOptions, communicator: Communicator) throws {
         self.config = config
@@ -122,17 +117,9 @@ public final class Trainer {
             if rank == 0 { try Trainer.prepareRunDirectory(c) }
             return (data, plan)
         }
-        var spec = config.model
-        spec.inputs = data.train.columns
-        model = Autoencoder(spec: spec)
-        parameters = FloatBuffer(count: model.parameterCount)
-        gradients = FloatBuffer(count: model.parameterCount + Trainer.extraCount)
-        optimizer = Optimizer(settings: config.train.optimizer, parameterCount: model.parameterCount)
-        workspace = Workspace(model: model, capacity: plan.perRank)
-        evaluationWorkspace = Workspace(model: model, capacity: 256)
-        let segment = (gradients.count + communicator.size - 1) / communicator.size
-        treeScratch = FloatBuffer(count: PairwiseTree.scratchCount(leaves: communicator.size) * segment)
-        leafSums = FloatBuffer(count: 3 * (plan.perRank / plan.microBatch) + 3 * PairwiseTree.scratchCount(leaves: plan.perRank / plan.microBatch))
+        training = TrainingStep(config: config, data: data, plan: plan, communicator: communicator, pool: pool)
+        training.exactReduction = config.train.exactReduction
+        evaluationWorkspace = Workspace(model: training.model, capacity: 256)
         try start(resume: options.resume)
     }
 
@@ -213,7 +200,7 @@ public final class Trainer {
         progress = checkpoint.progress
     }
 
-    private var stepsPerEpoch: Int { data.train.rows / plan.global }
+    private var stepsPerEpoch: Int { training.stepsPerEpoch }
     private var totalSteps: Int {
         let byEpochs = config.train.epochs * stepsPerEpoch
         return min(byEpochs, config.train.maxSteps ?? byEpochs)
@@ -232,11 +219,6 @@ public final class Trainer {
             console.progress("aedist: already at step \(progress.step) of \(totalSteps); nothing to train")
         }
 
-        var order: [Int] = []
-        var orderEpoch = -1
-        var indices = [Int](repeating: 0, count: plan.perRank)
-        let p = model.parameterCount
-        let leaves = plan.perRank / plan.microBatch
         var windowLoss = 0.0, windowRecon = 0.0, windowKL = 0.0, windowSteps = 0, windowSeconds = 0.0
         var lastLoss: Double?
         var testLoss: Double?
@@ -248,46 +230,18 @@ public final class Trainer {
             let stepStart = Date()
             let step = progress.step
             let epoch = step / stepsPerEpoch
-            let position = step % stepsPerEpoch
-            if epoch != orderEpoch {
-                order = epochOrder(count: data.train.rows, seed: config.train.seed, epoch: epoch)
-                orderEpoch = epoch
-            }
-            let first = position * plan.global + rank * plan.perRank
-            for i in 0..<plan.perRank { indices[i] = order[first + i] }
-            indices.withUnsafeBufferPointer {
-                data.train.gatherRows($0, scale: data.scale, into: workspace.input.pointer)
-            }
-            let noise = NoiseSource(seed: config.train.seed,
-                                    firstSample: UInt64(step) * UInt64(plan.global) + UInt64(rank * plan.perRank),
-                                    corruptInputs: true)
-            model.forward(parameters, workspace, rows: plan.perRank, noise: noise, pool: pool)
-            model.backward(parameters, gradients, workspace, rows: plan.perRank, chunk: plan.microBatch,
-                           scale: 1 / Float(plan.global), pool: pool)
-            // Loss sums per micro-batch, combined with the same tree as the gradients.
-            let sums = leafSums.pointer
-            for l in 0..<leaves {
-                var r: Float = 0, k: Float = 0, s: Float = 0
-                for i in (l * plan.microBatch)..<((l + 1) * plan.microBatch) {
-                    r += workspace.reconstruction.pointer[i]; k += workspace.kl.pointer[i]; s += workspace.sparsity.pointer[i]
-                }
-                sums[3 * l] = r; sums[3 * l + 1] = k; sums[3 * l + 2] = s
-            }
-            PairwiseTree.combine(leaves: sums, count: leaves, length: 3, into: gradients.pointer + p,
-                                 scratch: sums + 3 * leaves)
-            gradients.pointer[p + 3] = Preemption.requested != 0 ? 1 : 0
-            let scratch = treeScratch.pointer
-            try communicator.treeAllreduce(gradients.pointer, count: gradients.count) { leaves, count, length, out in
-                PairwiseTree.combine(leaves: leaves, count: count, length: length, into: out, scratch: scratch)
-            }
-            let recon = Double(gradients.pointer[p]) / Double(plan.global)
-            let kl = Double(gradients.pointer[p + 1]) / Double(plan.global)
-            let loss = recon + Double(config.model.klWeight) * kl + Double(gradients.pointer[p + 2]) / Double(plan.global)
+            let result = try training.computeGradient(step: step, stopRequested: Preemption.requested != 0)
+            let (loss, recon, kl) = (result.total, result.reconstruction, result.kl)
             guard loss.isFinite else {
                 throw RunFailure(message: communicator.isRoot ? "the loss became \(loss) at step \(step + 1) (epoch \(epoch + 1)); stopping before the update. The last good checkpoint is \(lastCheckpoint ?? "none (no checkpoint written yet)"); try a lower train.lr" : nil, exitCode: 1)
             }
-            if let limit = config.train.clipGradNorm { try clipGradient(to: limit, step: step) }
-            optimizer.update(parameters, gradients: gradients, pool: pool)
+            if let limit = config.train.clipGradNorm {
+                let norm = training.clipGradient(to: limit)
+                guard norm.isFinite else {
+                    throw RunFailure(message: communicator.isRoot ? "the gradient norm became \(norm) at step \(step + 1); stopping before the update. The last good checkpoint is \(lastCheckpoint ?? "none (no checkpoint written yet)")" : nil, exitCode: 1)
+                }
+            }
+            training.update()
             progress.step += 1
             progress.samplesSeen += Int64(plan.global)
             progress.epoch = progress.step / stepsPerEpoch
@@ -297,7 +251,7 @@ public final class Trainer {
             windowLoss += loss; windowRecon += recon; windowKL += kl; windowSteps += 1
             lastLoss = loss
 
-            let stopRequested = gradients.pointer[p + 3] > 0
+            let stopRequested = result.stopRequested
             let endOfEpoch = progress.step % stepsPerEpoch == 0
             let finished = progress.step == totalSteps
             if progress.step % config.train.logEvery == 0 || finished || stopRequested {
@@ -345,22 +299,6 @@ public final class Trainer {
                                    checkpoint: lastCheckpoint, wallSeconds: Date().timeIntervalSince(wallStart))
         console.json(summary.json)
         return summary
-    }
-
-    /// Scales the reduced gradient down to L2 norm `limit` when it is larger. Every rank holds the
-    /// same reduced gradient and sums it in the same order, so all make the same decision.
-    private func clipGradient(to limit: Float, step: Int) throws {
-        let g = gradients.pointer
-        var sum = 0.0
-        for i in 0..<model.parameterCount { sum += Double(g[i]) * Double(g[i]) }
-        let norm = sum.squareRoot()
-        guard norm.isFinite else {
-            throw RunFailure(message: communicator.isRoot ? "the gradient norm became \(norm) at step \(step + 1); stopping before the update. The last good checkpoint is \(lastCheckpoint ?? "none (no checkpoint written yet)")" : nil, exitCode: 1)
-        }
-        if norm > Double(limit) {
-            let factor = Float(Double(limit) / norm)
-            for i in 0..<model.parameterCount { g[i] *= factor }
-        }
     }
 
     /// The current model's loss and code statistics on the training set.

@@ -68,6 +68,24 @@ final class RankInvarianceTests: XCTestCase {
         XCTAssertEqual(la, lb); XCTAssertEqual(la, lc)
     }
 
+    func testLibraryReductionTrainsTheSameModelUpToRounding() throws {
+        // train.exact_reduction: false trades bitwise rank independence for speed (BENCHMARKS.md);
+        // it must still train the same model, and it lifts the power-of-two micro-batch rule.
+        let dir1 = Launcher.temporaryDirectory("fast1"), dir2 = Launcher.temporaryDirectory("fast2")
+        defer { for d in [dir1, dir2] { try? FileManager.default.removeItem(at: d) } }
+        var losses: [[Double]] = []
+        for (np, dir) in [(1, dir1), (2, dir2)] {
+            let r = try Launcher.run(smallRun + ["--set", "train.max_steps=12", "--set", "train.exact_reduction=false",
+                                                 "--set", "train.batch_size=48", "--set", "train.micro_batch=8",
+                                                 "--run-dir", dir.path, "--threads", "1", "--resume", "never"],
+                                     mpi: Launcher.mpirun(np), timeout: 120)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            losses.append(try loggedLosses(dir))
+        }
+        XCTAssertEqual(losses[0].count, 3)
+        for (a, b) in zip(losses[0], losses[1]) { XCTAssertEqual(a, b, accuracy: 1e-3 * abs(a)) }
+    }
+
     func testTCPTransportGivesTheSameResult() throws {
         let (a, _, _) = try train(np: 1, threads: 1, name: "tcp1")
         let (b, _, result) = try train(np: 2, threads: 1, extraMPI: ["--mca", "btl", "tcp,self"], name: "tcp2")

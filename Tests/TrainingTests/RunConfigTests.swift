@@ -70,6 +70,7 @@ final class RunConfigTests: XCTestCase {
             ("model.encoder=12", "key 'model.encoder': expected a list of integers"),
             ("model.latent=2.5", "key 'model.latent': expected an integer"),
             ("train.micro_batch=5", "key 'train.micro_batch': expected a divisor of train.batch_size (128)"),
+            ("train.exact_reduction=maybe", "key 'train.exact_reduction': expected true or false, got 'maybe'"),
         ]
         for (override, expected) in cases {
             let message = error { try RunConfig.load(file: nil, overrides: [override]) }

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Training throughput of aedist `bench step` and the PyTorch peer (../shared/peers/vae_torch.py), the
+# MNIST VAE at batch 128, interleaved in one run on one machine: REPS rounds, each running every
+# setting of both once. JSON lines to OUT; then medians and ratios (python3).
+# Usage: bash cluster/bench/compare_step.sh [REPS=5] [OUT=bench-step.jsonl]
+# Env: AEDIST (binary), PY (python with torch), DATA (mnist.h5), STEPS (timed steps, 100).
+set -u
+here=$(cd "$(dirname "$0")/../.." && pwd)
+REPS=${1:-5}
+OUT=${2:-bench-step.jsonl}
+AEDIST=${AEDIST:-$here/.build/release/aedist}
+PY=${PY:-python3}
+DATA=${DATA:-$here/../shared/data/mnist.h5}
+PEER=${PEER:-$here/../shared/peers/vae_torch.py}
+STEPS=${STEPS:-100}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+: > "$OUT"
+A="bench step --config $here/configs/mnist-vae.yaml --set data.path=$DATA --steps $STEPS --warmup 10"
+tag() { python3 -c 'import json,sys; t=sys.argv[1]
+for l in sys.stdin:
+    l=l.strip()
+    if l.startswith("{"): d=json.loads(l); d["setting"]=t; print(json.dumps(d))' "$1" >> "$OUT"; }
+for rep in $(seq "$REPS"); do
+  $AEDIST $A --threads 1 | tag "aedist 1x1"
+  OMP_NUM_THREADS=1 $PY "$PEER" --data "$DATA" --model vae --threads 1 --steps $STEPS --warmup 10 | tail -1 | tag "torch 1x1"
+  $AEDIST $A --threads 2 | tag "aedist 1x2"
+  OMP_NUM_THREADS=2 $PY "$PEER" --data "$DATA" --model vae --threads 2 --steps $STEPS --warmup 10 | tail -1 | tag "torch 1x2"
+  mpirun --bind-to core -np 2 $AEDIST $A --threads 1 | tag "aedist 2x1 global128"
+  mpirun --bind-to core -np 2 $AEDIST $A --threads 1 --per-rank-batch 128 | tag "aedist 2x1 per-rank128"
+  if [ "${DDP:-1}" = 1 ]; then
+    OMP_NUM_THREADS=1 $PY "$PEER" --data "$DATA" --model vae --threads 1 --ddp 2 --global-batch --steps $STEPS --warmup 10 --port $((29650+rep)) | tail -1 | tag "torch 2x1 global128"
+  fi
+done
+python3 - "$OUT" <<'PY'
+import json, sys, statistics as st
+rows = [json.loads(l) for l in open(sys.argv[1])]
+by = {}
+for r in rows:
+    by.setdefault(r["setting"], []).append(r.get("samples_per_second") or r.get("samples_per_s"))
+med = {k: st.median(v) for k, v in by.items()}
+for k, v in sorted(by.items()):
+    print(f"{k:28s} median {med[k]:8.0f} samples/s  runs {[round(x) for x in v]}")
+best_torch = max(med.get("torch 1x2", 0), med.get("torch 1x1", 0))
+for k in med:
+    if k.startswith("aedist") and best_torch:
+        print(f"{k:28s} / best torch 2-core setting ({best_torch:.0f}): {med[k] / best_torch:.2f}x")
+PY

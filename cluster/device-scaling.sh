@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Weak scaling of `aedist bench step` on the lent 16-core machine, next to the PyTorch peer
+# (../shared/peers/device_scaling.sh). No Swift there: build here with
+#   swift build -c release --static-swift-stdlib --product aedist
+# and carry .build/release/aedist over (it links libmpi.so.40 and libhdf5_serial.so.103 dynamically).
+# MNIST VAE, per-rank batch 128, 1 thread per rank, np = 1, 2, 4, 8; then 1 rank x 2..16 threads.
+# Writes JSON lines to $OUT/aedist-scaling.jsonl (and the peer's to $OUT/scaling.jsonl), a log to stdout.
+# Usage: OUT=/some/dir bash cluster/device-scaling.sh   Env: AEDIST (binary), DATA (mnist.h5), STEPS (150),
+#        NPS ("1 2 4 8"), THREADS ("2 4 8 16"), PEER=0 to skip the PyTorch run, PEERS (its folder), BIND (--bind-to core).
+set -u
+here=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-.}
+mkdir -p "$OUT"
+AEDIST=${AEDIST:-$here/.build/release/aedist}
+DATA=${DATA:-$here/../shared/data/mnist.h5}
+PEERS=${PEERS:-$here/../shared/peers}   # the PyTorch peer's scripts (device_scaling.sh expects ../data/mnist.h5 beside them)
+STEPS=${STEPS:-150}
+NPS=${NPS:-"1 2 4 8"}
+THREADS=${THREADS:-"2 4 8 16"}
+BIND=${BIND:---bind-to core}
+out="$OUT/aedist-scaling.jsonl"
+: > "$out"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+{ lscpu | grep -E 'Model name|^CPU\(s\)|Flags' | cut -c1-200; which mpirun; mpirun --version | head -1; ldd "$AEDIST" | grep -E 'mpi|hdf5|not found'; } 2>&1
+A="$AEDIST bench step --config $here/configs/mnist-vae.yaml --set data.path=$DATA --set data.test=null --steps $STEPS --warmup 15"
+record() {   # tag every JSON line of stdin with the setting and append it to $out
+  python3 -c 'import json,sys
+for l in sys.stdin:
+    l=l.strip()
+    if l.startswith("{"):
+        d=json.loads(l); d["setting"]=sys.argv[1]; d["machine"]=sys.argv[2]; print(json.dumps(d), flush=True)' "$1" "$(hostname)" | tee -a "$out"
+}
+for np in $NPS; do
+  timeout 300 mpirun $BIND -np "$np" $A --threads 1 --per-rank-batch 128 | record "aedist np=$np x 1 thread, per-rank batch 128"
+done
+for t in $THREADS; do
+  timeout 300 $A --threads "$t" | record "aedist 1 x $t threads, batch 128"
+done
+# Peak RSS per rank at np=2 (GNU time, when installed).
+if [ -x /usr/bin/time ]; then
+  /usr/bin/time -f '{"setting": "aedist rss np=2", "rank_peak_rss_kib": %M}' -o "$OUT/aedist-rss.json" \
+    mpirun $BIND -np 2 $A --threads 1 --per-rank-batch 128 > /dev/null 2>&1 || true
+fi
+python3 - "$out" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+base = next((r for r in rows if r["world_size"] == 1 and r["threads_per_rank"] == 1), None)
+for r in rows:
+    eff = ""
+    if base and r["threads_per_rank"] == 1:
+        eff = f"  weak-scaling efficiency {r['samples_per_second'] / (base['samples_per_second'] * r['world_size']):.0%}"
+    print(f"{r['setting']:45s} {r['samples_per_second']:9.0f} samples/s  step {r['ms_per_step']:.2f} ms"
+          f" (compute {r['ms_compute']:.2f}, wait {r['ms_wait']:.2f}, allreduce {r['ms_allreduce']:.2f}){eff}")
+PY
+if [ "${PEER:-1}" = 1 ] && [ -f "$PEERS/device_scaling.sh" ]; then
+  OUT="$OUT" bash "$PEERS/device_scaling.sh"
+fi
+echo done
