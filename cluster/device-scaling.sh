@@ -6,7 +6,9 @@
 # MNIST VAE, per-rank batch 128, 1 thread per rank, np = 1, 2, 4, 8; then 1 rank x 2..16 threads.
 # Writes JSON lines to $OUT/aedist-scaling.jsonl (and the peer's to $OUT/scaling.jsonl), a log to stdout.
 # Usage: OUT=/some/dir bash cluster/device-scaling.sh   Env: AEDIST (binary), DATA (mnist.h5), STEPS (150),
-#        NPS ("1 2 4 8"), THREADS ("2 4 8 16"), PEER=0 to skip the PyTorch run, PEERS (its folder), BIND (--bind-to core).
+#        NPS ("1 2 4 8"), THREADS ("2 4 8 16"), REPS (1: repetitions, medians reported),
+#        REDUCTIONS ("tree"; "tree library" also measures train.exact_reduction: false),
+#        PEER=0 to skip the PyTorch run, PEERS (its folder), BIND (--bind-to core).
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-.}
@@ -30,11 +32,16 @@ for l in sys.stdin:
     if l.startswith("{"):
         d=json.loads(l); d["setting"]=sys.argv[1]; d["machine"]=sys.argv[2]; print(json.dumps(d), flush=True)' "$1" "$(hostname)" | tee -a "$out"
 }
-for np in $NPS; do
-  timeout 300 mpirun $BIND -np "$np" $A --threads 1 --per-rank-batch 128 | record "aedist np=$np x 1 thread, per-rank batch 128"
-done
-for t in $THREADS; do
-  timeout 300 $A --threads "$t" | record "aedist 1 x $t threads, batch 128"
+{ grep -o -w -E 'avx2|fma|avx512f|avx512bw|avx512vl' /proc/cpuinfo | sort | uniq -c; } 2>&1
+for rep in $(seq "${REPS:-1}"); do
+  for red in ${REDUCTIONS:-tree}; do
+    for np in $NPS; do
+      timeout 300 mpirun $BIND -np "$np" $A --threads 1 --per-rank-batch 128 --reduction "$red" | record "aedist np=$np x 1 thread, per-rank batch 128, $red"
+    done
+  done
+  for t in $THREADS; do
+    timeout 300 $A --threads "$t" | record "aedist 1 x $t threads, batch 128, tree"
+  done
 done
 # Peak RSS per rank at np=2 (GNU time, when installed).
 if [ -x /usr/bin/time ]; then
@@ -42,15 +49,21 @@ if [ -x /usr/bin/time ]; then
     mpirun $BIND -np 2 $A --threads 1 --per-rank-batch 128 > /dev/null 2>&1 || true
 fi
 python3 - "$out" <<'PY'
-import json, sys
+import json, sys, statistics
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-base = next((r for r in rows if r["world_size"] == 1 and r["threads_per_rank"] == 1), None)
-for r in rows:
+settings = {}
+for r in rows: settings.setdefault(r["setting"], []).append(r)
+med = lambda rs, k: statistics.median(r[k] for r in rs)
+base = {}
+for name, rs in settings.items():
+    if rs[0]["world_size"] == 1 and rs[0]["threads_per_rank"] == 1: base[rs[0].get("reduction")] = med(rs, "samples_per_second")
+for name, rs in settings.items():
+    r0, sps = rs[0], med(rs, "samples_per_second")
     eff = ""
-    if base and r["threads_per_rank"] == 1:
-        eff = f"  weak-scaling efficiency {r['samples_per_second'] / (base['samples_per_second'] * r['world_size']):.0%}"
-    print(f"{r['setting']:45s} {r['samples_per_second']:9.0f} samples/s  step {r['ms_per_step']:.2f} ms"
-          f" (compute {r['ms_compute']:.2f}, wait {r['ms_wait']:.2f}, allreduce {r['ms_allreduce']:.2f}){eff}")
+    if r0["threads_per_rank"] == 1 and r0.get("reduction") in base:
+        eff = f"  weak-scaling efficiency {sps / (base[r0.get('reduction')] * r0['world_size']):.0%}"
+    print(f"{name:52s} {sps:9.0f} samples/s (median of {len(rs)}, {min(r['samples_per_second'] for r in rs):.0f}-{max(r['samples_per_second'] for r in rs):.0f})"
+          f"  step {med(rs, 'ms_per_step'):.2f} ms (compute {med(rs, 'ms_compute'):.2f}, wait {med(rs, 'ms_wait'):.2f}, allreduce {med(rs, 'ms_allreduce'):.2f}){eff}")
 PY
 if [ "${PEER:-1}" = 1 ] && [ -f "$PEERS/device_scaling.sh" ]; then
   OUT="$OUT" bash "$PEERS/device_scaling.sh"
