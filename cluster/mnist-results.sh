@@ -20,7 +20,7 @@ done
 vae=$(ls "$out/vae"/checkpoints/step-*.h5 | tail -1)
 "$bin" eval --checkpoint "$vae" --importance-samples 100 --json > "$out/vae-eval-is.json"
 "$bin" reconstruct --checkpoint "$vae" --count 12 --out docs/images/mnist-vae-reconstructions.png
-"$bin" sample --checkpoint "$vae" --count 24 --seed 1 --out docs/images/mnist-vae-samples.png
+"$bin" sample --checkpoint "$vae" --count 25 --seed 1 --out docs/images/mnist-vae-samples.png
 python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
