@@ -19,7 +19,12 @@ if [ -z "${AEDIST_SKIP_APT:-}" ]; then
 fi
 command -v swift >/dev/null || { echo "setup: the Swift toolchain (swift) is not on PATH" >&2; exit 1; }
 echo "setup: building aedist ($mode)" >&2
-swift build -c "$mode" --product aedist 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 || true
+mkdir -p .build
+if ! swift build -c "$mode" --product aedist > .build/setup-build.log 2>&1; then
+  grep -E 'error' .build/setup-build.log | head -20 >&2
+  echo "setup: build failed; the whole log is .build/setup-build.log" >&2
+  exit 1
+fi
 bin="$(swift build -c "$mode" --show-bin-path)/aedist"
-[ -x "$bin" ] || { echo "setup: build failed" >&2; exit 1; }
+[ -x "$bin" ] || { echo "setup: build failed (no $bin)" >&2; exit 1; }
 echo "$bin"

@@ -865,21 +865,15 @@ public final class HDF5File: @unchecked Sendable {
 
     /// A scalar int64 attribute.
     public func setAttribute(_ name: String, _ value: Int64, at objectPath: String = "/") throws {
-        try withHDF5 {
-            let p = normalisedObjectPath(objectPath)
-            _ = try writableID(p)
-            let sid = try scalarSpace(p)
-            defer { H5Sclose(sid) }
-            var v = value
-            try withUnsafePointer(to: &v) {
-                try writeAttribute(name, p, fileType: ElementType.int64.fileType, memType: ElementType.int64.nativeType,
-                                   space: sid, data: UnsafeRawPointer($0))
-            }
-        }
+        try setScalarAttribute(name, value, at: objectPath)
     }
 
     /// A scalar float64 attribute.
     public func setAttribute(_ name: String, _ value: Double, at objectPath: String = "/") throws {
+        try setScalarAttribute(name, value, at: objectPath)
+    }
+
+    private func setScalarAttribute<T: StorageScalar>(_ name: String, _ value: T, at objectPath: String) throws {
         try withHDF5 {
             let p = normalisedObjectPath(objectPath)
             _ = try writableID(p)
@@ -887,7 +881,7 @@ public final class HDF5File: @unchecked Sendable {
             defer { H5Sclose(sid) }
             var v = value
             try withUnsafePointer(to: &v) {
-                try writeAttribute(name, p, fileType: ElementType.float64.fileType, memType: ElementType.float64.nativeType,
+                try writeAttribute(name, p, fileType: T.elementType.fileType, memType: T.elementType.nativeType,
                                    space: sid, data: UnsafeRawPointer($0))
             }
         }

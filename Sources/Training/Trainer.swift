@@ -208,7 +208,6 @@ public final class Trainer {
 
     public func run() throws -> TrainSummary {
         let wallStart = Date()
-        let rank = communicator.rank
         let metrics = try agreeing(communicator) {
             try MetricsLog(path: config.runDirectory + "/metrics.jsonl", enabled: communicator.isRoot)
         }

@@ -17,15 +17,15 @@ final class ClusterScriptTests: XCTestCase {
         try process.run()
         onStart?(process)
         let deadline = Date().addingTimeInterval(timeout)
-        var data = Data()
+        let data = Shared(Data())
         let reader = DispatchQueue(label: "read")
         let done = DispatchSemaphore(value: 0)
-        reader.async { data = pipe.fileHandleForReading.readDataToEndOfFile(); done.signal() }
+        reader.async { data.value = pipe.fileHandleForReading.readDataToEndOfFile(); done.signal() }
         while process.isRunning && Date() < deadline { usleep(20_000) }
         if process.isRunning { process.terminate(); kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         done.wait()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        return (process.terminationStatus, String(decoding: data.value, as: UTF8.self))
     }
 
     func testBatchScriptsParse() throws {

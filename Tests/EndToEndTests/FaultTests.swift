@@ -59,7 +59,7 @@ final class FaultTests: XCTestCase {
             .replacingOccurrences(of: "|", with: "\\|")
         let row = "| \(title) | `\(args)` | \(shown) | \(result.status) | \(String(format: "%.1f", result.seconds)) |\n"
         if let handle = FileHandle(forWritingAtPath: table) { handle.seekToEndOfFile(); handle.write(Data(row.utf8)); handle.closeFile() }
-        else { FileManager.default.createFile(atPath: table, contents: Data(row.utf8)) }
+        else { _ = FileManager.default.createFile(atPath: table, contents: Data(row.utf8)) }
     }
 
     var bad: String { Self.fixtures.appendingPathComponent("bad.h5").path }
@@ -107,16 +107,16 @@ final class FaultTests: XCTestCase {
         let dir = Launcher.temporaryDirectory("rankkill")
         defer { try? FileManager.default.removeItem(at: dir) }
         let args = smallRun + ["--run-dir", dir.path, "--threads", "1", "--set", "train.max_steps=4000", "--set", "train.checkpoint_every=5"]
-        var killedAt = Date()
+        let killedAt = Shared(Date())
         let result = try Launcher.run(args, mpi: Launcher.mpirun(4), timeout: 120) { process in
             DispatchQueue.global().async {
                 ResumeTests.waitForProgress(in: dir, records: 3)
                 // One rank: a child of mpirun that runs aedist.
                 let ranks = FaultTests.children(of: process.processIdentifier).filter { FaultTests.command($0).contains("aedist") }
-                if let victim = ranks.last { killedAt = Date(); kill(victim, SIGKILL) }
+                if let victim = ranks.last { killedAt.value = Date(); kill(victim, SIGKILL) }
             }
         }
-        let seconds = Date().timeIntervalSince(killedAt)
+        let seconds = Date().timeIntervalSince(killedAt.value)
         XCTAssertFalse(result.timedOut, "the job hung after a rank was killed")
         XCTAssertNotEqual(result.status, 0)
         XCTAssertLessThan(seconds, 30, "the job took \(seconds) s to end")
@@ -145,7 +145,7 @@ final class FaultTests: XCTestCase {
         let size = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: first)[.size] as? Int)
         let free = try XCTUnwrap(FileManager.default.attributesOfFileSystem(forPath: mount.path)[.systemFreeSize] as? Int)
         let filler = mount.appendingPathComponent("filler").path
-        FileManager.default.createFile(atPath: filler, contents: Data(count: max(0, free - size / 2)))
+        XCTAssertTrue(FileManager.default.createFile(atPath: filler, contents: Data(count: max(0, free - size / 2))))
         let failed = try Launcher.run(base + ["--set", "train.max_steps=6"], mpi: Launcher.mpirun(2))
         XCTAssertNotEqual(failed.status, 0)
         XCTAssertFalse(failed.timedOut)

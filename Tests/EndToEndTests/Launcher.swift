@@ -62,11 +62,11 @@ enum Launcher {
         process.standardOutput = out
         process.standardError = err
         process.standardInput = FileHandle.nullDevice
-        var outData = Data(), errData = Data()
+        let outData = Shared(Data()), errData = Shared(Data())
         let group = DispatchGroup()
         group.enter(); group.enter()
-        DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        DispatchQueue.global().async { outData.value = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        DispatchQueue.global().async { errData.value = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
         let start = Date()
         try process.run()
         onStart?(process)
@@ -84,8 +84,8 @@ enum Launcher {
         process.waitUntilExit()
         group.wait()
         return LaunchResult(status: process.terminationStatus,
-                            stdout: String(decoding: outData, as: UTF8.self),
-                            stderr: String(decoding: errData, as: UTF8.self),
+                            stdout: String(decoding: outData.value, as: UTF8.self),
+                            stderr: String(decoding: errData.value, as: UTF8.self),
                             seconds: Date().timeIntervalSince(start), timedOut: timedOut)
     }
 
@@ -95,6 +95,17 @@ enum Launcher {
             .appendingPathComponent("aedist-test-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
+    }
+}
+
+/// A value written on one thread and read on another after a wait (group, semaphore) orders them.
+final class Shared<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+    init(_ value: Value) { stored = value }
+    var value: Value {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); stored = newValue; lock.unlock() }
     }
 }
 

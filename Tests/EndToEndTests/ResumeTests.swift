@@ -126,8 +126,8 @@ final class ResumeTests: XCTestCase {
         flipped[flipped.count * 3 / 4] ^= 0x10
         try flipped.write(to: middle)
         // A stray temporary file from an interrupted write.
-        FileManager.default.createFile(atPath: checkpoints.appendingPathComponent(".step-000000012.h5.tmp-99999").path,
-                                       contents: Data("partial".utf8))
+        XCTAssertTrue(FileManager.default.createFile(atPath: checkpoints.appendingPathComponent(".step-000000012.h5.tmp-99999").path,
+                                                    contents: Data("partial".utf8)))
         let b = try run(dir, ["--set", "train.max_steps=12"])
         XCTAssertEqual(b.status, 0, b.stderr)
         XCTAssertTrue(b.stderr.contains("skipping checkpoint '\(newest.path)'"), b.stderr)
