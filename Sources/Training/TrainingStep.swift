@@ -76,11 +76,12 @@ public final class TrainingStep {
     /// separates waiting for the slowest rank from moving the bytes.
     public func computeGradient(step: Int, stopRequested: Bool, times: UnsafeMutablePointer<StepTimes>? = nil) throws -> StepLoss {
         let rank = communicator.rank
-        var clock = times.map { _ in DispatchTime.now().uptimeNanoseconds }
-        func lap(_ field: WritableKeyPath<StepTimes, Double>) {
-            guard let times, let start = clock else { return }
+        // Phase timer (no captured state: a closure over a var would allocate every step).
+        var clock: UInt64 = times == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+        let lap = { (field: WritableKeyPath<StepTimes, Double>, clock: inout UInt64) in
+            guard let times else { return }
             let now = DispatchTime.now().uptimeNanoseconds
-            times.pointee[keyPath: field] = Double(now - start) / 1e6
+            times.pointee[keyPath: field] = Double(now - clock) / 1e6
             clock = now
         }
         let epoch = step / stepsPerEpoch, position = step % stepsPerEpoch
@@ -91,11 +92,11 @@ public final class TrainingStep {
         let first = position * plan.global + rank * plan.perRank
         for i in 0..<plan.perRank { indices[i] = order[first + i] }
         indices.withUnsafeBufferPointer { data.train.gatherRows($0, scale: data.scale, into: workspace.input.pointer) }
-        lap(\.data)
+        lap(\.data, &clock)
         let noise = NoiseSource(seed: seed, firstSample: UInt64(step) * UInt64(plan.global) + UInt64(rank * plan.perRank),
                                 corruptInputs: true)
         model.forward(parameters, workspace, rows: plan.perRank, noise: noise, pool: pool)
-        lap(\.forward)
+        lap(\.forward, &clock)
         let chunk = exactReduction ? plan.microBatch : plan.perRank
         model.backward(parameters, gradients, workspace, rows: plan.perRank, chunk: chunk,
                        scale: 1 / Float(plan.global), pool: pool)
@@ -112,9 +113,9 @@ public final class TrainingStep {
         }
         PairwiseTree.combine(leaves: sums, count: leaves, length: 3, into: gradients.pointer + p, scratch: sums + 3 * leaves)
         gradients.pointer[p + 3] = stopRequested ? 1 : 0
-        lap(\.backward)
+        lap(\.backward, &clock)
         if times != nil && communicator.size > 1 { try communicator.barrier() }
-        lap(\.wait)
+        lap(\.wait, &clock)
         let scratch = treeScratch.pointer
         if exactReduction {
             try communicator.treeAllreduce(gradients.pointer, count: gradients.count) { leaves, count, length, out in
@@ -123,7 +124,7 @@ public final class TrainingStep {
         } else {
             try communicator.allreduceSum(gradients.pointer, count: gradients.count)
         }
-        lap(\.allreduce)
+        lap(\.allreduce, &clock)
         let g = gradients.pointer, n = Double(plan.global)
         let reconstruction = Double(g[p]) / n, kl = Double(g[p + 1]) / n, penalty = Double(g[p + 2]) / n
         return StepLoss(reconstruction: reconstruction, kl: kl, penalty: penalty,
