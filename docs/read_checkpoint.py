@@ -34,24 +34,27 @@ def layer_count(params, prefix):
     return len({k.split(".")[1] for k in params if k.startswith(prefix) and k.split(".")[1].isdigit()})
 
 
-def encode(params, attrs, x):
+def dense(params, h, name):
+    return h @ params[name + ".weight"].T + params[name + ".bias"]
+
+
+def hidden_layers(params, attrs, h, prefix):
+    """The activated hidden layers PREFIX.0, PREFIX.1, ... in order."""
     act = ACTIVATIONS[attrs["activation"]]
-    dense = lambda h, name: h @ params[name + ".weight"].T + params[name + ".bias"]
-    h = x
-    for i in range(layer_count(params, "encoder.")):
-        h = act(dense(h, f"encoder.{i}"))
+    for i in range(layer_count(params, prefix + ".")):
+        h = act(dense(params, h, f"{prefix}.{i}"))
+    return h
+
+
+def encode(params, attrs, x):
+    h = hidden_layers(params, attrs, x, "encoder")
     if attrs["model_kind"] == "vae":
-        return dense(h, "encoder.mu"), dense(h, "encoder.logvar")
-    return dense(h, "encoder.code"), None
+        return dense(params, h, "encoder.mu"), dense(params, h, "encoder.logvar")
+    return dense(params, h, "encoder.code"), None
 
 
 def decode(params, attrs, z):
-    act = ACTIVATIONS[attrs["activation"]]
-    dense = lambda h, name: h @ params[name + ".weight"].T + params[name + ".bias"]
-    h = z
-    for i in range(layer_count(params, "decoder.")):
-        h = act(dense(h, f"decoder.{i}"))
-    out = dense(h, "decoder.out")
+    out = dense(params, hidden_layers(params, attrs, z, "decoder"), "decoder.out")
     return 1 / (1 + np.exp(-out)) if attrs["output"] == "bernoulli" else out
 
 

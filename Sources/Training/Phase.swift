@@ -28,3 +28,9 @@ public func agreeing<T>(_ communicator: Communicator, _ body: () throws -> T) th
     }
     return try result.get()
 }
+
+/// Runs `body` on rank 0 only (writing a shared file, printing); every rank learns whether it
+/// worked, so a failure on rank 0 ends all ranks together.
+public func onRoot(_ communicator: Communicator, _ body: () throws -> Void) throws {
+    try agreeing(communicator) { if communicator.isRoot { try body() } }
+}

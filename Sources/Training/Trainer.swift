@@ -309,8 +309,7 @@ public final class Trainer {
     /// Rank 0 writes; all ranks learn whether it worked before going on.
     private func writeCheckpoint() throws {
         let path = checkpoints.file(forStep: progress.step)
-        try agreeing(communicator) {
-            guard communicator.isRoot else { return }
+        try onRoot(communicator) {
             do {
                 try Checkpoint.write(to: path, config: config, model: model, parameters: parameters,
                                      optimizer: optimizer, progress: progress, worldSize: communicator.size)

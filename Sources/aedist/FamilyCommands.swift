@@ -22,10 +22,6 @@ private func threadPool(_ threads: Int?, _ communicator: Communicator) -> Comput
 }
 
 /// Rank 0 runs `body` (writing files); every rank learns whether it worked.
-private func onRoot(_ communicator: Communicator, _ body: () throws -> Void) throws {
-    try agreeing(communicator) { if communicator.isRoot { try body() } }
-}
-
 struct PCACommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pca",
@@ -181,8 +177,7 @@ struct ReconstructCommand: ParsableCommand {
     @Option(help: "Output PNG file.")
     var out: String
 
-    @Option(help: "Picture size HxW (default: the data file's image_shape attribute).")
-    var imageShape: String?
+    @OptionGroup var picture: PictureOptions
 
     @OptionGroup var compute: ComputeOptions
 
@@ -193,7 +188,7 @@ struct ReconstructCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (paths, dataPath, split, count, out, shapeText, threads) = (checkpoint, input.data, input.split, self.count, self.out, imageShape, compute.threads)
+        let (paths, dataPath, split, count, out, shapeText, threads) = (checkpoint, input.data, input.split, self.count, self.out, picture.imageShape, compute.threads)
         runParallel { communicator in
             let pool = threadPool(threads, communicator)
             let (models, split, shape) = try agreeing(communicator) { () -> ([LoadedModel], DataSplit, ImageShape) in
@@ -244,8 +239,7 @@ struct SampleCommand: ParsableCommand {
     @Option(help: "Data file for the image_shape attribute (default: the model's data.path).")
     var data: String?
 
-    @Option(help: "Picture size HxW (default: the data file's image_shape attribute).")
-    var imageShape: String?
+    @OptionGroup var picture: PictureOptions
 
     @OptionGroup var compute: ComputeOptions
 
@@ -256,7 +250,7 @@ struct SampleCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (path, count, out, seed, dataPath, shapeText, threads) = (checkpoint, self.count, self.out, UInt64(self.seed), data, imageShape, compute.threads)
+        let (path, count, out, seed, dataPath, shapeText, threads) = (checkpoint, self.count, self.out, UInt64(self.seed), data, picture.imageShape, compute.threads)
         let png = out.lowercased().hasSuffix(".png")
         runParallel { communicator in
             let pool = threadPool(threads, communicator)
@@ -316,8 +310,7 @@ struct InterpolateCommand: ParsableCommand {
     @Option(help: "Output file (.png, or .h5 with /path [pairs * steps, features]).")
     var out: String
 
-    @Option(help: "Picture size HxW (default: the data file's image_shape attribute).")
-    var imageShape: String?
+    @OptionGroup var picture: PictureOptions
 
     @OptionGroup var compute: ComputeOptions
 
@@ -328,7 +321,7 @@ struct InterpolateCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (path, dataPath, split, pairs, steps, out, shapeText, threads) = (checkpoint, input.data, input.split, self.pairs, self.steps, self.out, imageShape, compute.threads)
+        let (path, dataPath, split, pairs, steps, out, shapeText, threads) = (checkpoint, input.data, input.split, self.pairs, self.steps, self.out, picture.imageShape, compute.threads)
         let png = out.lowercased().hasSuffix(".png")
         runParallel { communicator in
             let pool = threadPool(threads, communicator)

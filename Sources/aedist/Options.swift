@@ -19,3 +19,9 @@ struct DataSelection: ParsableArguments {
     @Option(help: "train, test, or a dataset path inside the data file (default: test, or train when there is no test set).")
     var split: String?
 }
+
+/// `--image-shape HxW`: the picture size of one sample.
+struct PictureOptions: ParsableArguments {
+    @Option(help: "Picture size HxW (default: the data file's image_shape attribute).")
+    var imageShape: String?
+}
