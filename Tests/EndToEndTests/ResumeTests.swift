@@ -40,20 +40,25 @@ final class ResumeTests: XCTestCase {
     func testKillNineAtRandomMomentsThenResumeIsExact() throws {
         let total = 120
         let straight = try reference(steps: total)
-        // Time one full run to place the kills inside it.
-        let timing = Launcher.temporaryDirectory("timing")
-        defer { try? FileManager.default.removeItem(at: timing) }
-        let full = try run(timing, ["--set", "train.max_steps=\(total)", "--set", "train.checkpoint_every=1", "--resume", "never"])
-        XCTAssertEqual(full.status, 0, full.stderr)
         var generator = SystemRandomNumberGenerator()
         let dir = Launcher.temporaryDirectory("kill9")
         defer { try? FileManager.default.removeItem(at: dir) }
+        let metrics = dir.appendingPathComponent("metrics.jsonl").path
         var kills = 0
         for attempt in 0..<4 {
-            let delay = Double.random(in: 0.15...0.85, using: &generator) * full.seconds
-            // checkpoint_every=1: a checkpoint is being written most of the time, so kills land inside writes too.
+            // Kill once the run has logged a few more records (one per 5 steps), plus up to 20 ms:
+            // a moment inside training, not start-up, whatever the machine's speed. With
+            // checkpoint_every=1 a checkpoint is being written most of the time, so kills land
+            // inside writes too.
+            let logged = ((try? String(contentsOfFile: metrics, encoding: .utf8)) ?? "").split(separator: "\n").count
+            let target = logged + Int.random(in: 1...4, using: &generator)
+            let extra = useconds_t.random(in: 0...20_000, using: &generator)
             let r = try run(dir, ["--set", "train.max_steps=\(total)", "--set", "train.checkpoint_every=1"]) { process in
-                DispatchQueue.global().asyncAfter(deadline: .now() + delay) { kill(process.processIdentifier, SIGKILL) }
+                DispatchQueue.global().async {
+                    ResumeTests.waitForProgress(in: dir, records: target)
+                    usleep(extra)
+                    if process.isRunning { kill(process.processIdentifier, SIGKILL) }   // never a reused pid
+                }
             }
             if r.status == 0 { break }   // finished before the kill
             kills += 1
@@ -80,9 +85,9 @@ final class ResumeTests: XCTestCase {
                     // Once training is under way (two progress records), signal twice: mpirun forwards
                     // SIGUSR1 to the ranks, and a second signal must not corrupt anything.
                     ResumeTests.waitForProgress(in: dir, records: 2)
-                    kill(process.processIdentifier, signal)
+                    if process.isRunning { kill(process.processIdentifier, signal) }
                     usleep(20_000)
-                    kill(process.processIdentifier, signal)
+                    if process.isRunning { kill(process.processIdentifier, signal) }
                 }
             }
             XCTAssertEqual(first.status, 75, "np=\(np): \(first.stdout)\n\(first.stderr)")
