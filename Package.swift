@@ -1,12 +1,17 @@
 // swift-tools-version:5.9
 import PackageDescription
 
-// Kernels and the element-wise code of the models are built for AVX2 + FMA (Haswell and later):
-// the default x86-64 target is SSE2, where SIMD multiply-adds become calls to `fmaf`
-// (see TOOLCHAIN.md). `-fno-math-errno` lets square roots vectorise.
-let fastMath: [SwiftSetting] = [
-    .unsafeFlags(["-target-cpu", "haswell", "-Xcc", "-fno-math-errno"]),
-]
+// On x86-64, kernels and the element-wise code of the models are built for AVX2 + FMA (Haswell
+// and later): the default target is SSE2, where SIMD multiply-adds become calls to `fmaf`
+// (see TOOLCHAIN.md). `-fno-math-errno` lets square roots vectorise. The AVX-512 micro-kernels
+// have a module of their own, chosen at run time; `KernelsPortable` has no flags at all.
+#if arch(x86_64)
+let fastMath: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell", "-Xcc", "-fno-math-errno"])]
+let avx512: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "skylake-avx512", "-Xcc", "-fno-math-errno"])]
+#else
+let fastMath: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-fno-math-errno"])]
+let avx512: [SwiftSetting] = []
+#endif
 
 let package = Package(
     name: "aedist",
@@ -23,8 +28,15 @@ let package = Package(
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5",
                        providers: [.apt(["libhdf5-dev"])]),
-        // Matrix products and element-wise kernels on raw buffers.
-        .target(name: "Kernels", swiftSettings: fastMath),
+        // CPUID: which instruction sets this CPU (and OS) supports.
+        .target(name: "CPUFeatures"),
+        // Register tiles and the micro-kernel algorithms, inlined into each instruction-set module.
+        .target(name: "RegisterTiles"),
+        .target(name: "KernelsAVX512", dependencies: ["RegisterTiles"], swiftSettings: avx512),
+        .target(name: "KernelsPortable", dependencies: ["RegisterTiles"]),
+        // Matrix products (AVX2 micro-kernels, run-time choice of path) and element-wise kernels.
+        .target(name: "Kernels", dependencies: ["CPUFeatures", "RegisterTiles", "KernelsAVX512", "KernelsPortable"],
+                swiftSettings: fastMath),
         // Layers, losses, autoencoder and VAE, optimizers, random numbers.
         .target(name: "Models", dependencies: ["Kernels"], swiftSettings: fastMath),
         // HDF5 files: datasets, attributes, atomic writes.
@@ -37,12 +49,12 @@ let package = Package(
                                .product(name: "Yams", package: "Yams")],
                 swiftSettings: fastMath),
         .executableTarget(name: "aedist",
-                          dependencies: ["Training",
+                          dependencies: ["Training", "Kernels",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: fastMath),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "RegisterTiles"], swiftSettings: fastMath),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Kernels"], swiftSettings: fastMath),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Communication"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Training", "Storage"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Training", "Storage", "Kernels"]),
     ]
 )

@@ -1,6 +1,7 @@
 // ComputePool: the threads of one rank's compute and their per-thread scratch (packing buffers).
 
 import Foundation
+import RegisterTiles
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -15,14 +16,23 @@ import Glibc
 public final class ComputePool: @unchecked Sendable {
     /// How many threads `parallelFor` uses at most (the caller and threads - 1 workers).
     public let threads: Int
+    /// Whose micro-kernels the products run.
+    public let instructionSet: InstructionSet
+    let tiles: TileRoutines
     /// Scratch of item `i` (0..<threads) of a product's `parallelFor`; only that item touches it.
     let scratch: [ProductScratch]
     private let lock = NSLock()
     private let team: WorkerTeam?
 
-    public init(threads: Int) {
+    /// `instructionSet`: nil takes `InstructionSet.chosen()` (AEDIST_KERNELS, else the best this CPU
+    /// has); the command line checks that variable first, so a bad value is reported there.
+    public init(threads: Int, instructionSet: InstructionSet? = nil) {
         precondition(threads >= 1, "ComputePool needs at least one thread, got \(threads)")
         self.threads = threads
+        let set = instructionSet ?? ((try? InstructionSet.chosen()) ?? .best)
+        precondition(InstructionSet.supported.contains(set), "this CPU cannot run the \(set) kernels")
+        self.instructionSet = set
+        self.tiles = set.routines
         self.scratch = (0..<threads).map { _ in ProductScratch() }
         self.team = threads > 1 ? WorkerTeam(workers: threads - 1) : nil
     }
@@ -170,8 +180,8 @@ final class ProductScratch {
     private(set) var capacityA = 0
     private(set) var capacityB = 0
     private(set) var capacityStack = 0
-    /// One MR × NR tile, for edge tiles that are computed in full and copied out in part.
-    let edgeTile = ProductScratch.allocate(MicroKernel.mr * MicroKernel.nr)
+    /// One tile of the widest kind, for edge tiles that are computed in full and copied out in part.
+    let edgeTile = ProductScratch.allocate(MicroKernel.mr * MicroKernel.widest)
 
     /// Makes room for `a` floats of packed A, `b` of packed B and `stackTiles` tiles of tree stack.
     func reserve(a: Int, b: Int, stackTiles: Int) {
@@ -185,7 +195,7 @@ final class ProductScratch {
             packedB = ProductScratch.allocate(b)
             capacityB = b
         }
-        let stack = stackTiles * MicroKernel.mr * MicroKernel.nr
+        let stack = stackTiles * MicroKernel.mr * MicroKernel.widest
         if stack > capacityStack {
             ProductScratch.free(tileStack)
             tileStack = ProductScratch.allocate(stack)

@@ -1,5 +1,7 @@
 // MatrixProduct: C = op(A)·op(B) with the BLIS loop nest (column panels, k blocks, row blocks,
-// micro-tiles) around MicroKernel, split across threads by rows and columns of C only.
+// micro-tiles) around the pool's micro-kernels (InstructionSet), split across threads by rows and
+// columns of C only.
+import RegisterTiles
 
 /// C = op(A)·op(B)  (or C += ... when accumulate), row-major. op(A) is m×k, op(B) is k×n.
 /// A is stored m×k with row stride lda (or k×m when transposeA); B is stored k×n (or n×k when transposeB).
@@ -34,7 +36,8 @@ public func matrixProduct(m: Int, n: Int, k: Int,
     let problem = ProductProblem(m: m, n: n, k: k,
                                  a: Operand(base: a, ld: lda, transposed: transposeA),
                                  b: Operand(base: b, ld: ldb, transposed: transposeB),
-                                 c: c, ldc: ldc, accumulate: accumulate, chunk: reductionChunk)
+                                 c: c, ldc: ldc, accumulate: accumulate, chunk: reductionChunk,
+                                 tiles: pool.tiles)
     guard pool.tryAcquire() else {
         // Busy pool (a concurrent or nested call): same arithmetic, one thread, temporary scratch.
         let scratch = ProductScratch()
@@ -74,6 +77,8 @@ struct ProductProblem {
     let accumulate: Bool
     /// The reduction chunk, 0 for a plain product.
     let chunk: Int
+    /// The micro-kernels of the pool's instruction set.
+    let tiles: TileRoutines
 
     /// Block sizes: KC steps of k per packed panel (plain product), MC rows of A per packed block,
     /// NC columns of B per packed panel.
@@ -160,23 +165,18 @@ struct ProductProblem {
                     Packing.packA(a, rows: ic..<(ic + mc), p0: pc, kc: kcNow, into: pa)
                     var jr = 0
                     while jr < nc {
-                        let cw = min(nr, nc - jr)
+                        let kernel = tiles.kernel(remaining: nc - jr)
+                        let cw = min(kernel.width, nc - jr)
                         let bStrip = UnsafePointer(pb + jr * kcNow)
                         var ir = 0
                         while ir < mc {
                             let ch = min(mr, mc - ir)
                             let aStrip = UnsafePointer(pa + ir * kcNow)
-                            let cTile = c + (ic + ir) * ldc + jc + jr
-                            if cw > nr / 2 {
-                                tile(Tile.self, kc: kcNow, aStrip, bStrip, c: cTile, rows: ch, cols: cw,
-                                     loadC: loadC, scratch: scratch)
-                            } else {
-                                tile(HalfTile.self, kc: kcNow, aStrip, bStrip, c: cTile, rows: ch, cols: cw,
-                                     loadC: loadC, scratch: scratch)
-                            }
+                            tile(kernel, kc: kcNow, aStrip, bStrip, c: c + (ic + ir) * ldc + jc + jr, rows: ch, cols: cw,
+                                 loadC: loadC, scratch: scratch)
                             ir += mr
                         }
-                        jr += nr
+                        jr += max(kernel.width, nr)
                     }
                     ic += mc
                 }
@@ -189,36 +189,35 @@ struct ProductProblem {
     /// One micro-tile of C at `c` with `rows` × `cols` valid: computed in place when the tile is full,
     /// otherwise in full on a copy (zero padding) of which the valid part is written back.
     @inline(__always)
-    private func tile<T: RegisterTile>(_ kind: T.Type, kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                                       c: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
-                                       loadC: Bool, scratch: ProductScratch) {
-        let mr = MicroKernel.mr, nr = MicroKernel.nr
-        if rows == mr && cols == T.width {
-            compute(kind, kc: kc, a, b, c: c, ldc: ldc, loadC: loadC, scratch: scratch)
+    private func tile(_ kernel: TileKernel, kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                      c: UnsafeMutablePointer<Float>, rows: Int, cols: Int, loadC: Bool, scratch: ProductScratch) {
+        let mr = MicroKernel.mr, width = kernel.width
+        if rows == mr && cols == width {
+            compute(kernel, kc: kc, a, b, c: c, ldc: ldc, loadC: loadC, scratch: scratch)
             return
         }
         let edge = scratch.edgeTile
         if loadC || (chunk > 0 && accumulate) {
             for r in 0..<mr {
-                for j in 0..<nr {
-                    edge[r * nr + j] = (r < rows && j < cols) ? c[r * ldc + j] : 0
+                for j in 0..<width {
+                    edge[r * width + j] = (r < rows && j < cols) ? c[r * ldc + j] : 0
                 }
             }
         }
-        compute(kind, kc: kc, a, b, c: edge, ldc: nr, loadC: loadC, scratch: scratch)
+        compute(kernel, kc: kc, a, b, c: edge, ldc: width, loadC: loadC, scratch: scratch)
         for r in 0..<rows {
-            (c + r * ldc).update(from: edge + r * nr, count: cols)
+            (c + r * ldc).update(from: edge + r * width, count: cols)
         }
     }
 
     @inline(__always)
-    private func compute<T: RegisterTile>(_ kind: T.Type, kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                                          c: UnsafeMutablePointer<Float>, ldc: Int, loadC: Bool, scratch: ProductScratch) {
+    private func compute(_ kernel: TileKernel, kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                         c: UnsafeMutablePointer<Float>, ldc: Int, loadC: Bool, scratch: ProductScratch) {
+        let stripStride = kc * MicroKernel.nr
         if chunk > 0 {
-            MicroKernel.chunkedProduct(kind, chunks: kc / chunk, chunk: chunk, a: a, b: b, stack: scratch.tileStack,
-                                       c: c, ldc: ldc, accumulate: accumulate)
+            kernel.chunkedProduct(kc / chunk, chunk, a, b, stripStride, scratch.tileStack, c, ldc, accumulate)
         } else {
-            MicroKernel.product(kind, kc: kc, a: a, b: b, c: c, ldc: ldc, loadC: loadC)
+            kernel.product(kc, a, b, stripStride, c, ldc, loadC)
         }
     }
 }

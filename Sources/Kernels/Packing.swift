@@ -1,5 +1,6 @@
 // Packing: copies blocks of op(A) and op(B) into the strip layouts the micro-kernel reads,
 // padding partial strips with zeros so edge tiles run the same arithmetic as full ones.
+import RegisterTiles
 
 /// A row-major matrix as the product sees it: op(M)[i][j] is base[i*ld + j], or base[j*ld + i] when transposed.
 struct Operand {

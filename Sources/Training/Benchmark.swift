@@ -82,7 +82,7 @@ public struct GemmBenchmark {
             let dt = monotonicSeconds() - t0
             rates.append(flops * Double(reps) / dt / 1e9)
         }
-        return ["benchmark": "gemm", "m": m, "n": n, "k": k, "threads": threads,
+        return ["benchmark": "gemm", "m": m, "n": n, "k": k, "threads": threads, "kernels": pool.instructionSet.rawValue,
                 "transpose_a": transposeA, "transpose_b": transposeB, "reduction_chunk": chunk,
                 "gflops": median(rates), "gflops_min": rates.min() ?? 0, "gflops_max": rates.max() ?? 0,
                 "samples": samples, "repeats_per_sample": reps,
@@ -155,7 +155,7 @@ public struct StepBenchmark {
         let wall = Double(slowest[7]) / 1e6
         let compute = ms[1] + ms[2] + ms[5]
         return ["benchmark": "step", "reduction": training.exactReduction ? "tree" : "library", "model": model.summary, "parameters": p,
-                "world_size": communicator.size, "threads_per_rank": threads,
+                "world_size": communicator.size, "threads_per_rank": threads, "kernels": pool.instructionSet.rawValue,
                 "global_batch": plan.global, "per_rank_batch": plan.perRank, "micro_batch": plan.microBatch,
                 "steps": steps, "warmup": warmup,
                 "samples_per_second": Double(steps * plan.global) / max(wall, 1e-9),

@@ -213,7 +213,7 @@ public final class Trainer {
         }
         let dropped = data.train.rows - stepsPerEpoch * plan.global
         console.progress("aedist: \(model.summary), \(model.parameterCount) parameters; \(data.train.rows) training rows from \(data.train.source)")
-        console.progress("aedist: \(communicator.size) rank(s) x \(threads) thread(s); global batch \(plan.global) (\(plan.perRank) per rank, micro-batch \(plan.microBatch)); \(stepsPerEpoch) steps per epoch" + (dropped > 0 ? ", the last \(dropped) samples of each epoch's order are dropped" : ""))
+        console.progress("aedist: \(communicator.size) rank(s) x \(threads) thread(s), \(pool.instructionSet) kernels; global batch \(plan.global) (\(plan.perRank) per rank, micro-batch \(plan.microBatch)); \(stepsPerEpoch) steps per epoch" + (dropped > 0 ? ", the last \(dropped) samples of each epoch's order are dropped" : ""))
         if progress.step >= totalSteps {
             console.progress("aedist: already at step \(progress.step) of \(totalSteps); nothing to train")
         }

@@ -2,6 +2,7 @@
 import ArgumentParser
 import Communication
 import Foundation
+import Kernels
 import Training
 
 @main
@@ -15,6 +16,11 @@ struct Aedist: ParsableCommand {
 
 /// Starts MPI, runs `body`, and turns every failure into a message and an exit status on every rank.
 func runParallel(_ body: (Communicator) throws -> Int32) -> Never {
+    // Before anything built for AVX2 runs (Package.swift).
+    if let missing = InstructionSet.missingBuildRequirement {
+        FileHandle.standardError.write(Data("aedist: error: \(missing)\n".utf8))
+        exit(1)
+    }
     let communicator: Communicator
     do { communicator = try MPICommunicator() } catch {
         FileHandle.standardError.write(Data("aedist: error: \(error)\n".utf8))
@@ -22,6 +28,7 @@ func runParallel(_ body: (Communicator) throws -> Int32) -> Never {
     }
     var code: Int32
     do {
+        try agreeing(communicator) { _ = try InstructionSet.chosen() }   // AEDIST_KERNELS
         code = try body(communicator)
     } catch let failure as RunFailure {
         if let message = failure.message { FileHandle.standardError.write(Data("aedist: error: \(message)\n".utf8)) }

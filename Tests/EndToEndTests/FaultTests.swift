@@ -64,6 +64,18 @@ final class FaultTests: XCTestCase {
 
     var bad: String { Self.fixtures.appendingPathComponent("bad.h5").path }
 
+    func testUnknownKernelChoice() throws {
+        let dir = Launcher.temporaryDirectory("kernels")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let result = try Launcher.run(smallRun + ["--run-dir", dir.path, "--resume", "never"], mpi: Launcher.mpirun(2),
+                                      timeout: 60, environment: ["AEDIST_KERNELS": "sse9"])
+        XCTAssertFalse(result.timedOut, "hung")
+        XCTAssertEqual(result.status, 1)
+        let errorLines = result.stderr.split(separator: "\n").filter { $0.hasPrefix("aedist: error:") }
+        XCTAssertEqual(errorLines, ["aedist: error: AEDIST_KERNELS=sse9 is not one of auto, portable, avx2, avx512"])
+        Self.record("unknown kernel choice", ["AEDIST_KERNELS=sse9 (environment)"], result)
+    }
+
     func testBadDataInputs() throws {
         try expectFailure("missing data file", ["--set", "data.path=/no/such/file.h5"], expected: "/no/such/file.h5")
         try expectFailure("not an HDF5 file", ["--set", "data.path=\(Launcher.packageRoot.path)/README.md"], expected: "README.md")

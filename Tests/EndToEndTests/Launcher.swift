@@ -47,7 +47,7 @@ enum Launcher {
     /// `onStart` receives the process, e.g. to send it a signal.
     @discardableResult
     static func run(_ arguments: [String], mpi: [String]? = nil, in directory: URL? = nil, timeout: Double = 120,
-                    onStart: ((Process) -> Void)? = nil) throws -> LaunchResult {
+                    environment: [String: String] = [:], onStart: ((Process) -> Void)? = nil) throws -> LaunchResult {
         let process = Process()
         if let mpi {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -56,7 +56,7 @@ enum Launcher {
             process.executableURL = executable
             process.arguments = arguments
         }
-        process.environment = childEnvironment
+        process.environment = childEnvironment.merging(environment) { _, new in new }
         process.currentDirectoryURL = directory ?? packageRoot
         let out = Pipe(), err = Pipe()
         process.standardOutput = out

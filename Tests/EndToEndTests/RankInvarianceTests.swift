@@ -1,6 +1,7 @@
 // Data-parallel training through real mpirun launches: identical results at any rank or thread
 // count, over shared memory and TCP, and clear errors that end every rank.
 import Foundation
+import Kernels
 import Storage
 import XCTest
 
@@ -33,12 +34,13 @@ func bitwiseEqual(_ a: [String: [Float]], _ b: [String: [Float]]) -> Bool {
 
 final class RankInvarianceTests: XCTestCase {
     /// Trains 12 steps and returns (parameters, logged losses, summary).
-    func train(np: Int, threads: Int, extraMPI: [String] = [], name: String) throws -> ([String: [Float]], [Double], LaunchResult) {
+    func train(np: Int, threads: Int, extraMPI: [String] = [], environment: [String: String] = [:],
+               name: String) throws -> ([String: [Float]], [Double], LaunchResult) {
         let dir = Launcher.temporaryDirectory(name)
         defer { try? FileManager.default.removeItem(at: dir) }
         let result = try Launcher.run(smallRun + ["--set", "train.max_steps=12", "--run-dir", dir.path,
                                                   "--threads", "\(threads)", "--resume", "never"],
-                                      mpi: Launcher.mpirun(np, extra: extraMPI), timeout: 180)
+                                      mpi: Launcher.mpirun(np, extra: extraMPI), timeout: 180, environment: environment)
         XCTAssertFalse(result.timedOut, "np=\(np) timed out")
         XCTAssertEqual(result.status, 0, "np=\(np): \(result.stderr)")
         let summary = try XCTUnwrap(result.summary, "no summary line: \(result.stdout)")
@@ -66,6 +68,22 @@ final class RankInvarianceTests: XCTestCase {
         XCTAssertTrue(bitwiseEqual(a, b), "threads 2 differ from threads 1")
         XCTAssertTrue(bitwiseEqual(a, c), "2 ranks x 2 threads differ from 1 x 1")
         XCTAssertEqual(la, lb); XCTAssertEqual(la, lc)
+    }
+
+    func testEveryKernelPathTrainsTheSameBits() throws {
+        // AEDIST_KERNELS picks the micro-kernels; every path this CPU has must train the same bits.
+        var reference: ([String: [Float]], [Double])?
+        for set in InstructionSet.supported {
+            let (p, l, result) = try train(np: 2, threads: 2, environment: [InstructionSet.environmentKey: set.rawValue],
+                                           name: "kernels-\(set)")
+            XCTAssertTrue((result.stdout + result.stderr).contains("\(set.rawValue) kernels"), "\(set): \(result.stderr)")
+            if let (p0, l0) = reference {
+                XCTAssertTrue(bitwiseEqual(p0, p), "\(set) parameters differ from \(InstructionSet.supported[0])")
+                XCTAssertEqual(l0, l, "\(set) losses")
+            } else {
+                reference = (p, l)
+            }
+        }
     }
 
     func testLibraryReductionTrainsTheSameModelUpToRounding() throws {
