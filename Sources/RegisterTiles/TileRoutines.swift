@@ -89,7 +89,7 @@ public struct TileRoutines: Sendable {
 
     /// The kernel for a tile starting `remaining` columns before the panel's end: the wide tile
     /// when at least 24 columns remain (below that a 16 + 8 pair wastes fewer lanes), then 16, then 8.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func kernel(remaining: Int) -> TileKernel {
         if remaining >= 24, let wide { return wide }
         return remaining > 8 ? full : half

@@ -9,12 +9,13 @@
 // columns (zeros in the packed panels) do not touch the valid ones.
 
 public enum MicroKernel {
+    // Inlinable constants, not `static let`: a let of another module is read through a call.
     /// Rows of a tile and of a packed A strip.
-    public static let mr = 6
+    @inlinable public static var mr: Int { 6 }
     /// Columns of a packed B strip; tiles are 8, 16 or 32 (two strips) wide.
-    public static let nr = 16
+    @inlinable public static var nr: Int { 16 }
     /// The widest tile of any path, for scratch sizing.
-    public static let widest = 32
+    @inlinable public static var widest: Int { 32 }
 }
 
 /// A block of C in registers. Stack entries (`add(below:)`) have row stride `width`.
@@ -48,7 +49,7 @@ func store<V: SIMD>(_ v: V, _ p: UnsafeMutablePointer<Float>) where V.Scalar == 
 /// AVX-512's zmm registers, the second half then read from the next B strip.
 @frozen
 public struct PairTile<V: SIMD>: RegisterTile where V.Scalar == Float {
-    public static var width: Int { 2 * V.scalarCount }
+    @inlinable public static var width: Int { 2 * V.scalarCount }
     /// Where a B row's second vector starts: inside the strip, or in the next one for tiles wider than NR.
     @inlinable @inline(__always)
     static func secondHalf(stripStride: Int) -> Int { width <= MicroKernel.nr ? V.scalarCount : stripStride }
@@ -151,7 +152,7 @@ public typealias Tile = PairTile<SIMD8<Float>>
 /// A 6 × 8 tile: the left half of a 16-wide strip (column edges of at most 8, e.g. n = 20 or 40).
 @frozen
 public struct HalfTile: RegisterTile {
-    public static var width: Int { 8 }
+    @inlinable public static var width: Int { 8 }
     @usableFromInline var r0, r1, r2, r3, r4, r5: SIMD8<Float>
 
     @inlinable @inline(__always)
