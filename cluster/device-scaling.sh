@@ -8,6 +8,7 @@
 # Usage: OUT=/some/dir bash cluster/device-scaling.sh   Env: AEDIST (binary), DATA (mnist.h5), STEPS (150),
 #        NPS ("1 2 4 8"), THREADS ("2 4 8 16"), REPS (1: repetitions, medians reported),
 #        REDUCTIONS ("tree"; "tree library" also measures train.exact_reduction: false),
+#        OVERLAPS ("on"; "on off" also measures the blocking reduction after backward),
 #        PEER=0 to skip the PyTorch run, PEERS (its folder), BIND (--bind-to core).
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,8 +36,10 @@ for l in sys.stdin:
 { grep -o -w -E 'avx2|fma|avx512f|avx512bw|avx512vl' /proc/cpuinfo | sort | uniq -c; } 2>&1
 for rep in $(seq "${REPS:-1}"); do
   for red in ${REDUCTIONS:-tree}; do
-    for np in $NPS; do
-      timeout 300 mpirun $BIND -np "$np" $A --threads 1 --per-rank-batch 128 --reduction "$red" | record "aedist np=$np x 1 thread, per-rank batch 128, $red"
+    for ov in ${OVERLAPS:-on}; do
+      for np in $NPS; do
+        timeout 300 mpirun $BIND -np "$np" $A --threads 1 --per-rank-batch 128 --reduction "$red" --overlap "$ov" | record "aedist np=$np x 1 thread, per-rank batch 128, $red, overlap $ov"
+      done
     done
   done
   for t in $THREADS; do
@@ -56,14 +59,15 @@ for r in rows: settings.setdefault(r["setting"], []).append(r)
 med = lambda rs, k: statistics.median(r[k] for r in rs)
 base = {}
 for name, rs in settings.items():
-    if rs[0]["world_size"] == 1 and rs[0]["threads_per_rank"] == 1: base[rs[0].get("reduction")] = med(rs, "samples_per_second")
+    if rs[0]["world_size"] == 1 and rs[0]["threads_per_rank"] == 1: base[(rs[0].get("reduction"), rs[0].get("overlap"))] = med(rs, "samples_per_second")
 for name, rs in settings.items():
     r0, sps = rs[0], med(rs, "samples_per_second")
     eff = ""
-    if r0["threads_per_rank"] == 1 and r0.get("reduction") in base:
-        eff = f"  weak-scaling efficiency {sps / (base[r0.get('reduction')] * r0['world_size']):.0%}"
+    key = (r0.get("reduction"), r0.get("overlap"))
+    if r0["threads_per_rank"] == 1 and key in base:
+        eff = f"  weak-scaling efficiency {sps / (base[key] * r0['world_size']):.0%}"
     print(f"{name:52s} {sps:9.0f} samples/s (median of {len(rs)}, {min(r['samples_per_second'] for r in rs):.0f}-{max(r['samples_per_second'] for r in rs):.0f})"
-          f"  step {med(rs, 'ms_per_step'):.2f} ms (compute {med(rs, 'ms_compute'):.2f}, wait {med(rs, 'ms_wait'):.2f}, allreduce {med(rs, 'ms_allreduce'):.2f}){eff}")
+          f"  step {med(rs, 'ms_per_step'):.2f} ms (compute {med(rs, 'ms_compute'):.2f}, wait {med(rs, 'ms_wait'):.2f}, allreduce {med(rs, 'ms_allreduce'):.2f}, exposed {med(rs, 'ms_exposed_communication'):.2f}){eff}")
 PY
 if [ "${PEER:-1}" = 1 ] && [ -f "$PEERS/device_scaling.sh" ]; then
   OUT="$OUT" bash "$PEERS/device_scaling.sh"
