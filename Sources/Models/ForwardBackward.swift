@@ -97,9 +97,10 @@ public enum BackwardEvent {
 
 /// One dense layer backward, given dout (already through the activation's derivative):
 /// db = Σ dout and dW = doutᵀ inp (pairwise tree over micro-batches), then dinp = dout W when asked.
-/// dW is computed in `weightBlocks` row blocks (Autoencoder.weightBlockBoundary), last rows first, each
-/// reported final as soon as it is computed, the first reported together with db (which follows dW). Every element of dW is the same number
-/// whatever the blocks: the product computes each element independently of the other rows in the call.
+/// dW is computed in `weightBlocks` row blocks (Autoencoder.weightBlock), last rows first, each reported
+/// final as soon as it is computed (the first with db, which follows dW in the buffer). Every element
+/// of dW is the same number whatever the blocks: the product computes each element independently of
+/// the other rows in the call.
 func denseBackward(_ layer: DenseLayer, dinp: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
                    inp: UnsafePointer<Float>, rows: Int, chunk: Int, parameters: UnsafePointer<Float>,
                    gradients: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
@@ -107,16 +108,14 @@ func denseBackward(_ layer: DenseLayer, dinp: UnsafeMutablePointer<Float>?, dout
     columnSums(dout, rows: rows, columns: layer.outputs, chunk: chunk,
                into: gradients + layer.bias, scratch: scratch)
     for block in (0..<weightBlocks).reversed() {
-        let r0 = Autoencoder.weightBlockBoundary(block, of: weightBlocks, rows: layer.outputs)
-        let r1 = Autoencoder.weightBlockBoundary(block + 1, of: weightBlocks, rows: layer.outputs)
-        if r0 == r1 { continue }
-        matrixProduct(m: r1 - r0, n: layer.inputs, k: rows,
-                      a: dout + r0, lda: layer.outputs, transposeA: true,
+        let (units, final) = Autoencoder.weightBlock(block, of: weightBlocks, layer: layer)
+        if units.isEmpty { continue }
+        matrixProduct(m: units.count, n: layer.inputs, k: rows,
+                      a: dout + units.lowerBound, lda: layer.outputs, transposeA: true,
                       b: inp, ldb: layer.inputs, transposeB: false,
-                      c: gradients + layer.weight + r0 * layer.inputs, ldc: layer.inputs, accumulate: false,
+                      c: gradients + final.lowerBound, ldc: layer.inputs, accumulate: false,
                       reductionChunk: chunk, pool: pool)
-        let end = r1 == layer.outputs ? layer.bias + layer.outputs : layer.weight + r1 * layer.inputs
-        try report(.gradientsFinal((layer.weight + r0 * layer.inputs)..<end))
+        try report(.gradientsFinal(final))
     }
     if let dinp {
         matrixProduct(m: rows, n: layer.inputs, k: layer.outputs,
@@ -137,6 +136,15 @@ extension Autoencoder {
         min(rows, (rows * block / blocks + 7) / 8 * 8)
     }
 
+    /// Block `block` of `blocks` of a layer's weight gradient: its output units (rows of W, possibly
+    /// none) and the range of the gradient buffer it makes final (the last block also takes the bias).
+    static func weightBlock(_ block: Int, of blocks: Int, layer: DenseLayer) -> (units: Range<Int>, final: Range<Int>) {
+        let r0 = weightBlockBoundary(block, of: blocks, rows: layer.outputs)
+        let r1 = weightBlockBoundary(block + 1, of: blocks, rows: layer.outputs)
+        let end = r1 == layer.outputs ? layer.bias + layer.outputs : layer.weight + r1 * layer.inputs
+        return (r0..<r1, (layer.weight + r0 * layer.inputs)..<end)
+    }
+
     /// The ranges of the gradient buffer that `backward(... lastLayerBlocks:)` reports final, in the
     /// order it reports them: each layer's weights and bias from the output layer down to the input,
     /// the last layer's weights cut into up to `lastLayerBlocks` row blocks, last rows first. They tile
@@ -147,11 +155,8 @@ extension Autoencoder {
         for layer in layers.reversed() {
             let blocks = layer.weight == lastInBackward.weight ? lastLayerBlocks : 1
             for block in (0..<blocks).reversed() {
-                let r0 = Autoencoder.weightBlockBoundary(block, of: blocks, rows: layer.outputs)
-                let r1 = Autoencoder.weightBlockBoundary(block + 1, of: blocks, rows: layer.outputs)
-                if r0 == r1 { continue }
-                let end = r1 == layer.outputs ? layer.bias + layer.outputs : layer.weight + r1 * layer.inputs
-                ranges.append((layer.weight + r0 * layer.inputs)..<end)
+                let (units, final) = Autoencoder.weightBlock(block, of: blocks, layer: layer)
+                if !units.isEmpty { ranges.append(final) }
             }
         }
         return ranges
