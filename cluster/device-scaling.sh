@@ -9,6 +9,7 @@
 #        NPS ("1 2 4 8"), THREADS ("2 4 8 16"), REPS (1: repetitions, medians reported),
 #        REDUCTIONS ("tree"; "tree library" also measures train.exact_reduction: false),
 #        KERNELS ("auto"; e.g. "auto avx2" also runs the np sweep on the AVX2 micro-kernels),
+#        OVERLAPS ("on"; "on off" also measures the blocking reduction after backward),
 #        PEER=0 to skip the PyTorch run, PEERS (its folder), BIND (--bind-to core).
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,9 +38,11 @@ for l in sys.stdin:
 for rep in $(seq "${REPS:-1}"); do
   for kernels in ${KERNELS:-auto}; do
     for red in ${REDUCTIONS:-tree}; do
-      for np in $NPS; do
-        AEDIST_KERNELS=$kernels timeout 300 mpirun $BIND -x AEDIST_KERNELS -np "$np" $A --threads 1 --per-rank-batch 128 --reduction "$red" \
-          | record "aedist np=$np x 1 thread, per-rank batch 128, $red, kernels $kernels"
+      for ov in ${OVERLAPS:-on}; do
+        for np in $NPS; do
+          AEDIST_KERNELS=$kernels timeout 300 mpirun $BIND -x AEDIST_KERNELS -np "$np" $A --threads 1 --per-rank-batch 128 \
+            --reduction "$red" --overlap "$ov" | record "aedist np=$np x 1 thread, per-rank batch 128, $red, overlap $ov, kernels $kernels"
+        done
       done
     done
   done
@@ -67,8 +70,8 @@ for name, rs in settings.items():
     key = name.split(", ", 1)[1] if ", " in name else None
     if r0["threads_per_rank"] == 1 and key in base:
         eff = f"  weak-scaling efficiency {sps / (base[key] * r0['world_size']):.0%}"
-    print(f"{name:72s} [{r0.get('kernels', '?')}] {sps:9.0f} samples/s (median of {len(rs)}, {min(r['samples_per_second'] for r in rs):.0f}-{max(r['samples_per_second'] for r in rs):.0f})"
-          f"  step {med(rs, 'ms_per_step'):.2f} ms (compute {med(rs, 'ms_compute'):.2f}, wait {med(rs, 'ms_wait'):.2f}, allreduce {med(rs, 'ms_allreduce'):.2f}){eff}")
+    print(f"{name:84s} [{r0.get('kernels', '?')}] {sps:9.0f} samples/s (median of {len(rs)}, {min(r['samples_per_second'] for r in rs):.0f}-{max(r['samples_per_second'] for r in rs):.0f})"
+          f"  step {med(rs, 'ms_per_step'):.2f} ms (compute {med(rs, 'ms_compute'):.2f}, wait {med(rs, 'ms_wait'):.2f}, allreduce {med(rs, 'ms_allreduce'):.2f}, exposed {med(rs, 'ms_exposed_communication'):.2f}){eff}")
 PY
 if [ "${PEER:-1}" = 1 ] && [ -f "$PEERS/device_scaling.sh" ]; then
   OUT="$OUT" bash "$PEERS/device_scaling.sh"

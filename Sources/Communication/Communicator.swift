@@ -10,6 +10,40 @@ public struct CommunicationError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
+/// `combine(leaves, count, length, out)` folds `count` contiguous vectors of `length` floats, in order.
+public typealias TreeCombine = (UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void
+
+/// A cross-rank sum of one buffer that overlaps the computation producing it. The buffer is cut into
+/// contiguous buckets; the caller starts each bucket, in bucket order, once its values are final and
+/// will not change until `finish`, calls `progress` now and then while it computes (the MPI library
+/// moves nonblocking collectives only inside MPI calls), and calls `finish` before reading the buffer.
+/// Reusable: after `finish`, the next round starts again at bucket 0. Calls come from one thread.
+public protocol GradientReduction: AnyObject {
+    var buckets: [Range<Int>] { get }
+    /// Sends bucket `bucket`, which must be the next one in order.
+    func start(_ bucket: Int) throws
+    /// Lets outstanding messages move and folds whatever has arrived; never blocks.
+    func progress() throws
+    /// Waits until every bucket (all must have been started) holds the sum over ranks.
+    func finish() throws
+}
+
+/// The reduction of a run with one rank: every bucket already holds the sum.
+public final class LocalGradientReduction: GradientReduction {
+    public let buckets: [Range<Int>]
+    private var next = 0
+    public init(buckets: [Range<Int>]) { self.buckets = buckets }
+    public func start(_ bucket: Int) throws {
+        precondition(bucket == next, "GradientReduction: bucket \(bucket) started out of order (expected \(next))")
+        next += 1
+    }
+    public func progress() throws {}
+    public func finish() throws {
+        precondition(next == buckets.count, "GradientReduction: finish with \(buckets.count - next) bucket(s) not started")
+        next = 0
+    }
+}
+
 public protocol Communicator: AnyObject {
     /// This process's index in `0..<size`.
     var rank: Int { get }
@@ -20,9 +54,14 @@ public protocol Communicator: AnyObject {
 
     /// Sums `count` floats across ranks with the rank-order pairwise tree of docs/determinism.md,
     /// in place, so that the result does not depend on how the library schedules messages.
-    /// `combine(leaves, count, length, out)` folds `count` contiguous vectors of `length` floats.
-    func treeAllreduce(_ buffer: UnsafeMutablePointer<Float>, count: Int,
-                       combine: (UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void) throws
+    func treeAllreduce(_ buffer: UnsafeMutablePointer<Float>, count: Int, combine: TreeCombine) throws
+    /// A reusable, nonblocking form of `treeAllreduce` (or, when `exact` is false, of
+    /// `allreduceSum`) over `buffer`, cut into `buckets` that are sent one by one as the caller
+    /// finishes them. Collective: every rank makes it at the same point, with the same buckets.
+    /// Each element is reduced exactly as `treeAllreduce` reduces it, so the results are bitwise
+    /// the same whatever the buckets.
+    func makeGradientReduction(buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>], exact: Bool,
+                               combine: @escaping TreeCombine) throws -> GradientReduction
     /// Element-wise sum of floats across ranks in place, in the library's order (which may vary
     /// with the rank count): only for measuring what the tree reduction costs (`bench step`).
     func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws
@@ -68,8 +107,11 @@ public final class SingleProcess: Communicator {
     public var rank: Int { 0 }
     public var size: Int { 1 }
     public var localSize: Int { 1 }
-    public func treeAllreduce(_ buffer: UnsafeMutablePointer<Float>, count: Int,
-                              combine: (UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void) throws {}
+    public func treeAllreduce(_ buffer: UnsafeMutablePointer<Float>, count: Int, combine: TreeCombine) throws {}
+    public func makeGradientReduction(buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>], exact: Bool,
+                                      combine: @escaping TreeCombine) throws -> GradientReduction {
+        LocalGradientReduction(buckets: buckets)
+    }
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {}
     public func allreduceSum(_ values: inout [Double]) throws {}
     public func allreduceMax(_ values: inout [Int64]) throws {}

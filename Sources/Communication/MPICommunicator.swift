@@ -13,6 +13,19 @@ enum FileHandleOutput {
     }
 }
 
+/// Rank `i`'s share of `count` elements cut into `ranks` nearly equal contiguous segments: the unit
+/// each rank folds in the tree reduction.
+func rankSegment(_ i: Int, of count: Int, ranks: Int) -> (offset: Int, length: Int) {
+    let base = count / ranks, extra = count % ranks
+    let offset = i * base + min(i, extra)
+    return (offset, base + (i < extra ? 1 : 0))
+}
+
+/// Throws when an MPI call did not succeed (the communicators return errors instead of aborting).
+func checkMPI(_ rc: Int32, _ what: String, rank: Int) throws {
+    if rc != MPI_SUCCESS { throw CommunicationError("\(what) failed on rank \(rank): \(MPICommunicator.errorString(rc))") }
+}
+
 public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
@@ -33,6 +46,8 @@ public final class MPICommunicator: Communicator {
         var initialised: Int32 = 0
         MPI_Initialized(&initialised)
         if initialised == 0 {
+            // FUNNELED: every MPI call, the nonblocking reduction's included, comes from this thread;
+            // compute threads never call MPI.
             let rc = MPI_Init_thread(&argc, &argv, Int32(MPI_THREAD_FUNNELED), &provided)
             if rc != MPI_SUCCESS { throw CommunicationError("MPI_Init_thread failed: \(Self.errorString(rc))") }
         }
@@ -57,17 +72,21 @@ public final class MPICommunicator: Communicator {
     }
 
     private func check(_ rc: Int32, _ what: String) throws {
-        if rc != MPI_SUCCESS { throw CommunicationError("\(what) failed on rank \(rank): \(Self.errorString(rc))") }
+        try checkMPI(rc, what, rank: rank)
     }
 
     private func segment(_ i: Int, of count: Int) -> (offset: Int, length: Int) {
-        let base = count / size, extra = count % size
-        let offset = i * base + min(i, extra)
-        return (offset, base + (i < extra ? 1 : 0))
+        rankSegment(i, of: count, ranks: size)
     }
 
-    public func treeAllreduce(_ buffer: UnsafeMutablePointer<Float>, count: Int,
-                              combine: (UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void) throws {
+    public func makeGradientReduction(buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>], exact: Bool,
+                                      combine: @escaping TreeCombine) throws -> GradientReduction {
+        if size == 1 { return LocalGradientReduction(buckets: buckets) }
+        return try MPIGradientReduction(world: world, rank: rank, size: size, buffer: buffer, buckets: buckets,
+                                        exact: exact, combine: combine)
+    }
+
+    public func treeAllreduce(_ buffer: UnsafeMutablePointer<Float>, count: Int, combine: TreeCombine) throws {
         if size == 1 || count == 0 { return }
         // All-to-all: rank s receives every rank's copy of segment s, folds them in rank order, then
         // an all-gather shares the folded segments (docs/determinism.md).

@@ -86,23 +86,80 @@ func denseForward(_ layer: DenseLayer, out: UnsafeMutablePointer<Float>, inp: Un
                        activation: layer.activation, pool: pool)
 }
 
+/// What `backward` tells its caller while it runs, so that the caller can send finished gradients
+/// across ranks during the rest of the pass. Called on the thread that called `backward`.
+public enum BackwardEvent {
+    /// gradients[range] hold their final values: this pass will not write them again.
+    case gradientsFinal(Range<Int>)
+    /// Between two matrix products: a moment to let messages move.
+    case betweenProducts
+}
+
 /// One dense layer backward, given dout (already through the activation's derivative):
-/// dW = doutᵀ inp and db = Σ dout (pairwise tree over micro-batches), dinp = dout W when asked.
+/// db = Σ dout and dW = doutᵀ inp (pairwise tree over micro-batches), then dinp = dout W when asked.
+/// dW is computed in `weightBlocks` row blocks (Autoencoder.weightBlock), last rows first, each reported
+/// final as soon as it is computed (the first with db, which follows dW in the buffer). Every element
+/// of dW is the same number whatever the blocks: the product computes each element independently of
+/// the other rows in the call.
 func denseBackward(_ layer: DenseLayer, dinp: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
                    inp: UnsafePointer<Float>, rows: Int, chunk: Int, parameters: UnsafePointer<Float>,
-                   gradients: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, pool: ComputePool) {
-    matrixProduct(m: layer.outputs, n: layer.inputs, k: rows,
-                  a: dout, lda: layer.outputs, transposeA: true,
-                  b: inp, ldb: layer.inputs, transposeB: false,
-                  c: gradients + layer.weight, ldc: layer.inputs, accumulate: false,
-                  reductionChunk: chunk, pool: pool)
+                   gradients: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+                   weightBlocks: Int = 1, pool: ComputePool, report: (BackwardEvent) throws -> Void) rethrows {
     columnSums(dout, rows: rows, columns: layer.outputs, chunk: chunk,
                into: gradients + layer.bias, scratch: scratch)
+    for block in (0..<weightBlocks).reversed() {
+        let (units, final) = Autoencoder.weightBlock(block, of: weightBlocks, layer: layer)
+        if units.isEmpty { continue }
+        matrixProduct(m: units.count, n: layer.inputs, k: rows,
+                      a: dout + units.lowerBound, lda: layer.outputs, transposeA: true,
+                      b: inp, ldb: layer.inputs, transposeB: false,
+                      c: gradients + final.lowerBound, ldc: layer.inputs, accumulate: false,
+                      reductionChunk: chunk, pool: pool)
+        try report(.gradientsFinal(final))
+    }
     if let dinp {
         matrixProduct(m: rows, n: layer.inputs, k: layer.outputs,
                       a: dout, lda: layer.outputs, transposeA: false,
                       b: parameters + layer.weight, ldb: layer.inputs, transposeB: false,
                       c: dinp, ldc: layer.inputs, accumulate: false, pool: pool)
+        try report(.betweenProducts)
+    }
+}
+
+extension Autoencoder {
+    /// The layer whose gradients backward finishes last (the first encoder layer, or the code layer).
+    var lastInBackward: DenseLayer { encoder.first ?? code }
+
+    /// Row `block` of `blocks` (0...blocks) where the last layer's weight gradient is cut: near-equal
+    /// blocks on multiples of 8 rows (the micro-kernel's row block), so no block wastes lanes.
+    static func weightBlockBoundary(_ block: Int, of blocks: Int, rows: Int) -> Int {
+        min(rows, (rows * block / blocks + 7) / 8 * 8)
+    }
+
+    /// Block `block` of `blocks` of a layer's weight gradient: its output units (rows of W, possibly
+    /// none) and the range of the gradient buffer it makes final (the last block also takes the bias).
+    static func weightBlock(_ block: Int, of blocks: Int, layer: DenseLayer) -> (units: Range<Int>, final: Range<Int>) {
+        let r0 = weightBlockBoundary(block, of: blocks, rows: layer.outputs)
+        let r1 = weightBlockBoundary(block + 1, of: blocks, rows: layer.outputs)
+        let end = r1 == layer.outputs ? layer.bias + layer.outputs : layer.weight + r1 * layer.inputs
+        return (r0..<r1, (layer.weight + r0 * layer.inputs)..<end)
+    }
+
+    /// The ranges of the gradient buffer that `backward(... lastLayerBlocks:)` reports final, in the
+    /// order it reports them: each layer's weights and bias from the output layer down to the input,
+    /// the last layer's weights cut into up to `lastLayerBlocks` row blocks, last rows first. They tile
+    /// the buffer from its end down to 0.
+    public func finalGradientRanges(lastLayerBlocks: Int) -> [Range<Int>] {
+        precondition(lastLayerBlocks >= 1)
+        var ranges: [Range<Int>] = []
+        for layer in layers.reversed() {
+            let blocks = layer.weight == lastInBackward.weight ? lastLayerBlocks : 1
+            for block in (0..<blocks).reversed() {
+                let (units, final) = Autoencoder.weightBlock(block, of: blocks, layer: layer)
+                if !units.isEmpty { ranges.append(final) }
+            }
+        }
+        return ranges
     }
 }
 
@@ -187,6 +244,16 @@ extension Autoencoder {
     /// of `chunk` (the micro-batch): sums over rows use the pairwise tree over chunks.
     public func backward(_ parameters: FloatBuffer, _ gradients: FloatBuffer, _ ws: Workspace, rows: Int,
                          chunk: Int, scale: Float, pool: ComputePool) {
+        backward(parameters, gradients, ws, rows: rows, chunk: chunk, scale: scale, pool: pool, lastLayerBlocks: 1) { _ in }
+    }
+
+    /// `backward` telling `report` each range of the gradient as it becomes final (in the order of
+    /// `finalGradientRanges(lastLayerBlocks:)`) and each pause between matrix products; the last
+    /// layer's weight gradient is computed in `lastLayerBlocks` row blocks, which changes no bit.
+    public func backward(_ parameters: FloatBuffer, _ gradients: FloatBuffer, _ ws: Workspace, rows: Int,
+                         chunk: Int, scale: Float, pool: ComputePool, lastLayerBlocks: Int,
+                         report: (BackwardEvent) throws -> Void) rethrows {
+        precondition(lastLayerBlocks >= 1)
         let p = UnsafePointer(parameters.pointer), g = gradients.pointer
         let scratch = ws.scratch.pointer
         var dout = ws.gradient.pointer, dbelow = ws.gradientBelow.pointer
@@ -199,8 +266,8 @@ extension Autoencoder {
                                                count: rows * layer.outputs, activation: layer.activation, pool: pool)
             }
             let inp = i > 0 ? UnsafePointer(ws.decoderOutputs[i - 1].pointer) : UnsafePointer(ws.latent)
-            denseBackward(layer, dinp: dbelow, dout: dout, inp: inp, rows: rows, chunk: chunk,
-                          parameters: p, gradients: g, scratch: scratch, pool: pool)
+            try denseBackward(layer, dinp: dbelow, dout: dout, inp: inp, rows: rows, chunk: chunk,
+                              parameters: p, gradients: g, scratch: scratch, pool: pool, report: report)
             swap(&dout, &dbelow)
         }
         // dout now holds dLoss/dlatent [rows, latent].
@@ -242,15 +309,17 @@ extension Autoencoder {
             multiplyByActivationDerivative(dcode, output: c, count: rows * z, activation: code.activation, pool: pool)
         }
         let codeInput = encoder.isEmpty ? UnsafePointer(inputSeen(ws)) : UnsafePointer(ws.encoderOutputs.last!.pointer)
-        denseBackward(code, dinp: encoder.isEmpty ? nil : dout, dout: dcode, inp: codeInput, rows: rows,
-                      chunk: chunk, parameters: p, gradients: g, scratch: scratch, pool: pool)
+        try denseBackward(code, dinp: encoder.isEmpty ? nil : dout, dout: dcode, inp: codeInput, rows: rows,
+                          chunk: chunk, parameters: p, gradients: g, scratch: scratch,
+                          weightBlocks: encoder.isEmpty ? lastLayerBlocks : 1, pool: pool, report: report)
         for i in stride(from: encoder.count - 1, through: 0, by: -1) {
             let layer = encoder[i]
             multiplyByActivationDerivative(dout, output: ws.encoderOutputs[i].pointer,
                                            count: rows * layer.outputs, activation: layer.activation, pool: pool)
             let inp = i > 0 ? UnsafePointer(ws.encoderOutputs[i - 1].pointer) : UnsafePointer(inputSeen(ws))
-            denseBackward(layer, dinp: i > 0 ? dbelow : nil, dout: dout, inp: inp, rows: rows, chunk: chunk,
-                          parameters: p, gradients: g, scratch: scratch, pool: pool)
+            try denseBackward(layer, dinp: i > 0 ? dbelow : nil, dout: dout, inp: inp, rows: rows, chunk: chunk,
+                              parameters: p, gradients: g, scratch: scratch, weightBlocks: i == 0 ? lastLayerBlocks : 1,
+                              pool: pool, report: report)
             swap(&dout, &dbelow)
         }
     }

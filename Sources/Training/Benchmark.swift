@@ -1,6 +1,7 @@
 // `aedist bench`: matrix-product throughput and the training step's cost, as JSON (BENCHMARKS.md).
-// The step benchmark runs the trainer's step (gather, forward, backward, loss tree, tree allreduce,
-// optimizer update) on the configured model and data, with timers around each part, and writes nothing.
+// The step benchmark runs the trainer's step (gather, forward, backward, loss tree, tree allreduce
+// overlapped with backward or after it, optimizer update) on the configured model and data, with
+// timers around each part, and writes nothing.
 import Communication
 import Foundation
 import Kernels
@@ -100,6 +101,8 @@ public struct StepBenchmark {
     public var perRankBatch: Int?
     /// Overrides train.exact_reduction when set (see TrainingStep.exactReduction).
     public var exactReduction: Bool? = nil
+    /// Overrides train.overlap_reduction when set (see TrainingStep.overlapReduction).
+    public var overlapReduction: Bool? = nil
     public init(config: RunConfig) { self.config = config }
 
     /// Runs `warmup` + `steps` training steps and returns (on every rank) one JSON object with the
@@ -120,12 +123,14 @@ public struct StepBenchmark {
         let pool = ComputePool(threads: threads)
         let training = TrainingStep(config: config, data: data, plan: plan, communicator: communicator, pool: pool)
         training.exactReduction = exactReduction ?? config.train.exactReduction
+        training.overlapReduction = overlapReduction ?? config.train.overlapReduction
         training.model.initialise(training.parameters, seed: config.train.seed)
         let p = training.model.parameterCount, model = training.model
         let rank = communicator.rank
 
         var dataMs: [Double] = [], forwardMs: [Double] = [], backwardMs: [Double] = []
         var waitMs: [Double] = [], allreduceMs: [Double] = [], updateMs: [Double] = [], stepMs: [Double] = []
+        var progressMs: [Double] = [], exposedMs: [Double] = []
         var timedSeconds = 0.0
         var lastLoss = 0.0
         var times = StepTimes()
@@ -140,21 +145,23 @@ public struct StepBenchmark {
                 dataMs.append(times.data); forwardMs.append(times.forward); backwardMs.append(times.backward)
                 waitMs.append(times.wait); allreduceMs.append(times.allreduce); updateMs.append(times.update)
                 stepMs.append((t1 - t0) * 1e3)
+                progressMs.append(times.progress); exposedMs.append(times.exposedCommunication)
                 timedSeconds += t1 - t0
             }
             lastLoss = loss.total
         }
         // Slowest rank's medians (a step is as slow as its slowest rank) and every rank's peak RSS.
-        let medians = [dataMs, forwardMs, backwardMs, waitMs, allreduceMs, updateMs, stepMs].map(median)
+        let medians = [dataMs, forwardMs, backwardMs, waitMs, allreduceMs, updateMs, stepMs, progressMs, exposedMs].map(median)
         var slowest = medians.map { Int64(($0 * 1e6).rounded()) } + [Int64((timedSeconds * 1e6).rounded())]
         try communicator.allreduceMax(&slowest)
         var rss = [Double](repeating: 0, count: communicator.size)
         rss[rank] = peakResidentMiB()
         try communicator.allreduceSum(&rss)
-        let ms = slowest.prefix(7).map { Double($0) / 1e6 }
-        let wall = Double(slowest[7]) / 1e6
+        let ms = slowest.prefix(9).map { Double($0) / 1e6 }
+        let wall = Double(slowest[9]) / 1e6
         let compute = ms[1] + ms[2] + ms[5]
-        return ["benchmark": "step", "reduction": training.exactReduction ? "tree" : "library", "model": model.summary, "parameters": p,
+        return ["benchmark": "step", "reduction": training.exactReduction ? "tree" : "library",
+                "overlap": training.overlapReduction, "model": model.summary, "parameters": p,
                 "world_size": communicator.size, "threads_per_rank": threads, "kernels": pool.instructionSet.rawValue,
                 "global_batch": plan.global, "per_rank_batch": plan.perRank, "micro_batch": plan.microBatch,
                 "steps": steps, "warmup": warmup,
@@ -162,7 +169,8 @@ public struct StepBenchmark {
                 "samples_per_second_median_step": Double(plan.global) / max(ms[6], 1e-9) * 1e3,
                 "ms_per_step": ms[6], "ms_compute": compute, "ms_forward": ms[1], "ms_backward": ms[2],
                 "ms_update": ms[5], "ms_data": ms[0], "ms_wait": ms[3], "ms_allreduce": ms[4],
-                "allreduce_share": ms[4] / max(ms[6], 1e-9),
+                "allreduce_share": ms[4] / max(ms[6], 1e-9), "ms_progress": ms[7],
+                "ms_exposed_communication": ms[8], "exposed_communication_share": ms[8] / max(ms[6], 1e-9),
                 "peak_rss_mib_per_rank": rss, "final_loss": lastLoss]
     }
 }

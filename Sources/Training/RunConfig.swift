@@ -25,6 +25,9 @@ public struct TrainSettings: Equatable, Sendable {
     /// true: results do not depend on the rank or thread count (docs/determinism.md), about 10 %
     /// slower at np = 2; false: the library's allreduce and one chain per rank.
     public var exactReduction = true
+    /// true: each layer's gradients are sent while backward computes the layers below; false: one
+    /// blocking reduction after backward. The results are the same bits either way.
+    public var overlapReduction = true
     public var optimizer = OptimizerSettings()
     public var seed: UInt64 = 0
     public var logEvery = 50
@@ -64,6 +67,7 @@ public struct RunConfig: Equatable, Sendable {
       batch_size: 128
       micro_batch: 16
       exact_reduction: true
+      overlap_reduction: true
       optimizer: adam
       lr: 0.001
       momentum: 0.9
@@ -150,6 +154,7 @@ public struct RunConfig: Equatable, Sendable {
         train.batchSize = try r.int("train.batch_size", minimum: 1)
         train.microBatch = try r.int("train.micro_batch", minimum: 1)
         train.exactReduction = try r.bool("train.exact_reduction")
+        train.overlapReduction = try r.bool("train.overlap_reduction")
         train.optimizer.kind = try r.choice("train.optimizer", OptimizerKind.self)
         train.optimizer.lr = try r.float("train.lr", minimum: 0, exclusive: true)
         train.optimizer.momentum = try r.float("train.momentum", minimum: 0)
@@ -199,6 +204,7 @@ public struct RunConfig: Equatable, Sendable {
           batch_size: \(train.batchSize)
           micro_batch: \(train.microBatch)
           exact_reduction: \(train.exactReduction)
+          overlap_reduction: \(train.overlapReduction)
           optimizer: \(train.optimizer.kind.rawValue)
           lr: \(number(train.optimizer.lr))
           momentum: \(number(train.optimizer.momentum))

@@ -119,6 +119,7 @@ public final class Trainer {
         }
         training = TrainingStep(config: config, data: data, plan: plan, communicator: communicator, pool: pool)
         training.exactReduction = config.train.exactReduction
+        training.overlapReduction = config.train.overlapReduction
         evaluationWorkspace = Workspace(model: training.model, capacity: 256)
         try start(resume: options.resume)
     }

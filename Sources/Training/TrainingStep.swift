@@ -1,16 +1,26 @@
 // One data-parallel training step on one rank: gather the rank's rows of the global batch,
-// forward, backward, reduce the gradients across ranks with the pairwise tree, update. The
-// trainer's loop and `aedist bench step` both run exactly this.
+// forward, backward, reduce the gradients across ranks with the pairwise tree (by default bucket by
+// bucket during backward), update. The trainer's loop and `aedist bench step` both run exactly this.
 import Communication
 import Foundation
 import Kernels
 import Models
 import Storage
 
-/// Where a step's time went (milliseconds), filled when a step is timed.
+/// Where a step's time went (milliseconds), filled when a step is timed. `total` sums the disjoint
+/// phases; `progress` is a part of `backward`.
+/// - Overlapped reduction: `backward` is the pass with the reduction's start and progress calls in
+///   it (`progress`: the time in those calls); `wait` is the time blocked in `finish` after backward
+///   (communication not hidden, the last buckets' folds, and waiting for a slower rank); `allreduce`
+///   is 0, nothing of the reduction runs later.
+/// - Blocking reduction: `backward` is compute only; `wait` is a barrier after backward (waiting for
+///   the slowest rank, np > 1 only); `allreduce` is the blocking tree allreduce after it.
 public struct StepTimes {
     public var data = 0.0, forward = 0.0, backward = 0.0, wait = 0.0, allreduce = 0.0, update = 0.0
+    public var progress = 0.0
     public var total: Double { data + forward + backward + wait + allreduce + update }
+    /// Time after backward spent on communication before the gradient can be used.
+    public var exposedCommunication: Double { wait + allreduce }
     public init() {}
 }
 
@@ -37,6 +47,8 @@ public final class TrainingStep {
     let communicator: Communicator
     let pool: ComputePool
     private let treeScratch: FloatBuffer
+    /// Folds the ranks' copies of a segment with the pairwise tree (both reductions use it).
+    private let treeCombine: TreeCombine
     private let leafSums: FloatBuffer
     private var order: [Int] = []
     private var orderEpoch = -1
@@ -46,6 +58,18 @@ public final class TrainingStep {
     /// false (`train.exact_reduction: false`): sum the weight gradients over the rank's rows in one
     /// chain and reduce across ranks with MPI_Allreduce. Faster; results then depend on the rank count.
     public var exactReduction = true
+    /// true (`train.overlap_reduction`): send each layer's gradients while backward computes the
+    /// layers below (GradientReduction); false: one blocking reduction after backward. Same bits.
+    public var overlapReduction = true
+    /// Row blocks of the last layer's weight gradient, each sent as soon as it is computed, so that
+    /// little is left to send when backward ends.
+    static let lastLayerBlocks = 4
+    /// Made on first use (collective), again if `exactReduction` changes.
+    private var reduction: GradientReduction?
+    private var reductionIsExact = true
+    /// The next bucket backward will finish, and the time spent in reduction calls during backward.
+    private var nextBucket = 0
+    private var progressNanoseconds: UInt64 = 0
 
     public init(config: RunConfig, data: Datasets, plan: BatchPlan, communicator: Communicator, pool: ComputePool) {
         var spec = config.model
@@ -63,6 +87,10 @@ public final class TrainingStep {
         workspace = Workspace(model: model, capacity: plan.perRank)
         let segment = (gradients.count + communicator.size - 1) / communicator.size
         treeScratch = FloatBuffer(count: PairwiseTree.scratchCount(leaves: communicator.size) * segment)
+        let scratch = treeScratch.pointer
+        treeCombine = { leaves, count, length, out in
+            PairwiseTree.combine(leaves: leaves, count: count, length: length, into: out, scratch: scratch)
+        }
         let leaves = plan.perRank / plan.microBatch
         leafSums = FloatBuffer(count: 3 * leaves + 3 * PairwiseTree.scratchCount(leaves: leaves))
         indices = [Int](repeating: 0, count: plan.perRank)
@@ -72,8 +100,8 @@ public final class TrainingStep {
 
     /// Computes the gradient of global step `step` and reduces it across ranks; the parameters are
     /// not changed yet (`update` does that), so a caller can refuse a non-finite loss first.
-    /// `times`: when given, the phases are timed, and at np > 1 a barrier before the reduction
-    /// separates waiting for the slowest rank from moving the bytes.
+    /// `times`: when given, the phases are timed (see StepTimes); with the blocking reduction at np > 1
+    /// a barrier before it separates waiting for the slowest rank from moving the bytes.
     public func computeGradient(step: Int, stopRequested: Bool, times: UnsafeMutablePointer<StepTimes>? = nil) throws -> StepLoss {
         let rank = communicator.rank
         // Phase timer (no captured state: a closure over a var would allocate every step).
@@ -97,11 +125,8 @@ public final class TrainingStep {
                                 corruptInputs: true)
         model.forward(parameters, workspace, rows: plan.perRank, noise: noise, pool: pool)
         lap(\.forward, &clock)
-        let chunk = exactReduction ? plan.microBatch : plan.perRank
-        model.backward(parameters, gradients, workspace, rows: plan.perRank, chunk: chunk,
-                       scale: 1 / Float(plan.global), pool: pool)
         // Loss sums per micro-batch, combined with the same tree as the gradients, and the stop flag:
-        // they travel in the gradient buffer, so every rank sees the same values.
+        // they travel at the end of the gradient buffer (in the first bucket), so every rank sees the same values.
         let p = model.parameterCount, leaves = plan.perRank / plan.microBatch
         let sums = leafSums.pointer
         for l in 0..<leaves {
@@ -113,22 +138,60 @@ public final class TrainingStep {
         }
         PairwiseTree.combine(leaves: sums, count: leaves, length: 3, into: gradients.pointer + p, scratch: sums + 3 * leaves)
         gradients.pointer[p + 3] = stopRequested ? 1 : 0
-        lap(\.backward, &clock)
-        if times != nil && communicator.size > 1 { try communicator.barrier() }
-        lap(\.wait, &clock)
-        let scratch = treeScratch.pointer
-        if exactReduction {
-            try communicator.treeAllreduce(gradients.pointer, count: gradients.count) { leaves, count, length, out in
-                PairwiseTree.combine(leaves: leaves, count: count, length: length, into: out, scratch: scratch)
+        let chunk = exactReduction ? plan.microBatch : plan.perRank
+        if overlapReduction {
+            let reduction = try gradientReduction()
+            nextBucket = 0
+            progressNanoseconds = 0
+            try model.backward(parameters, gradients, workspace, rows: plan.perRank, chunk: chunk,
+                               scale: 1 / Float(plan.global), pool: pool, lastLayerBlocks: TrainingStep.lastLayerBlocks) { event in
+                let start = times == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+                if case .gradientsFinal(let range) = event {
+                    precondition(range.lowerBound == reduction.buckets[nextBucket].lowerBound,
+                                 "backward finished \(range), expected bucket \(reduction.buckets[nextBucket])")
+                    try reduction.start(nextBucket)
+                    nextBucket += 1
+                }
+                try reduction.progress()
+                if times != nil { progressNanoseconds += DispatchTime.now().uptimeNanoseconds - start }
             }
+            lap(\.backward, &clock)
+            try reduction.finish()
+            lap(\.wait, &clock)
+            times?.pointee.allreduce = 0
+            times?.pointee.progress = Double(progressNanoseconds) / 1e6
         } else {
-            try communicator.allreduceSum(gradients.pointer, count: gradients.count)
+            model.backward(parameters, gradients, workspace, rows: plan.perRank, chunk: chunk,
+                           scale: 1 / Float(plan.global), pool: pool)
+            lap(\.backward, &clock)
+            if times != nil && communicator.size > 1 { try communicator.barrier() }
+            lap(\.wait, &clock)
+            if exactReduction {
+                try communicator.treeAllreduce(gradients.pointer, count: gradients.count, combine: treeCombine)
+            } else {
+                try communicator.allreduceSum(gradients.pointer, count: gradients.count)
+            }
+            lap(\.allreduce, &clock)
+            times?.pointee.progress = 0
         }
-        lap(\.allreduce, &clock)
         let g = gradients.pointer, n = Double(plan.global)
         let reconstruction = Double(g[p]) / n, kl = Double(g[p + 1]) / n, penalty = Double(g[p + 2]) / n
         return StepLoss(reconstruction: reconstruction, kl: kl, penalty: penalty,
                         total: reconstruction + Double(klWeight) * kl + penalty, stopRequested: g[p + 3] > 0)
+    }
+
+    /// The bucketed reduction over `gradients`: the ranges backward finishes, in its order, the first
+    /// (the output layer) extended over the loss sums and stop flag that follow the parameters.
+    private func gradientReduction() throws -> GradientReduction {
+        if let reduction, reductionIsExact == exactReduction { return reduction }
+        var buckets = model.finalGradientRanges(lastLayerBlocks: TrainingStep.lastLayerBlocks)
+        precondition(buckets[0].upperBound == model.parameterCount, "the output layer is not last in the buffer")
+        buckets[0] = buckets[0].lowerBound..<gradients.count
+        let made = try communicator.makeGradientReduction(buffer: gradients.pointer, buckets: buckets,
+                                                          exact: exactReduction, combine: treeCombine)
+        reduction = made
+        reductionIsExact = exactReduction
+        return made
     }
 
     /// Scales the reduced gradient down to L2 norm `limit` when it is larger; returns the norm before.

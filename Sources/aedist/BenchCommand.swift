@@ -62,23 +62,27 @@ struct BenchStep: ParsableCommand {
     var perRankBatch: Int?
     @Option(help: "tree: the exact, rank-count-independent reduction (train.exact_reduction: true); library: MPI_Allreduce and one chain per rank (false). Default: the configuration's.")
     var reduction: String?
+    @Option(help: "on: send each layer's gradients during backward (train.overlap_reduction: true); off: one blocking reduction after backward. Default: the configuration's.")
+    var overlap: String?
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if steps < 1 || warmup < 0 { throw ValidationError("--steps must be at least 1 and --warmup at least 0") }
         if let perRankBatch, perRankBatch < 1 { throw ValidationError("--per-rank-batch must be at least 1") }
         if let reduction, reduction != "tree" && reduction != "library" { throw ValidationError("--reduction must be tree or library, got '\(reduction)'") }
+        if let overlap, overlap != "on" && overlap != "off" { throw ValidationError("--overlap must be on or off, got '\(overlap)'") }
     }
 
     func run() throws {
         let (config, overrides, threads, steps, warmup, perRank) =
             (self.config, self.overrides, self.threads, self.steps, self.warmup, self.perRankBatch)
-        let exact = reduction.map { $0 == "tree" }
+        let exact = reduction.map { $0 == "tree" }, overlapped = overlap.map { $0 == "on" }
         runParallel { communicator in
             let resolved = try agreeing(communicator) { try RunConfig.load(file: config, overrides: overrides) }
             var bench = StepBenchmark(config: resolved)
             bench.threads = threads; bench.steps = steps; bench.warmup = warmup; bench.perRankBatch = perRank
             bench.exactReduction = exact
+            bench.overlapReduction = overlapped
             let result = try bench.run(communicator: communicator)
             if communicator.isRoot { printJSON(result) }
             return 0

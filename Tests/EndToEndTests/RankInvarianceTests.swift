@@ -34,12 +34,13 @@ func bitwiseEqual(_ a: [String: [Float]], _ b: [String: [Float]]) -> Bool {
 
 final class RankInvarianceTests: XCTestCase {
     /// Trains 12 steps and returns (parameters, logged losses, summary).
-    func train(np: Int, threads: Int, extraMPI: [String] = [], environment: [String: String] = [:],
-               name: String) throws -> ([String: [Float]], [Double], LaunchResult) {
+    func train(np: Int, threads: Int, extraMPI: [String] = [], settings: [String] = [],
+               environment: [String: String] = [:], name: String) throws -> ([String: [Float]], [Double], LaunchResult) {
         let dir = Launcher.temporaryDirectory(name)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let result = try Launcher.run(smallRun + ["--set", "train.max_steps=12", "--run-dir", dir.path,
-                                                  "--threads", "\(threads)", "--resume", "never"],
+        let result = try Launcher.run(smallRun + settings.flatMap { ["--set", $0] }
+                                      + ["--set", "train.max_steps=12", "--run-dir", dir.path,
+                                         "--threads", "\(threads)", "--resume", "never"],
                                       mpi: Launcher.mpirun(np, extra: extraMPI), timeout: 180, environment: environment)
         XCTAssertFalse(result.timedOut, "np=\(np) timed out")
         XCTAssertEqual(result.status, 0, "np=\(np): \(result.stderr)")
@@ -102,6 +103,48 @@ final class RankInvarianceTests: XCTestCase {
         }
         XCTAssertEqual(losses[0].count, 3)
         for (a, b) in zip(losses[0], losses[1]) { XCTAssertEqual(a, b, accuracy: 1e-3 * abs(a)) }
+    }
+
+    func testOverlappedReductionGivesTheSameBitsAsTheBlockingOne() throws {
+        // train.overlap_reduction sends each layer's gradients during backward (the last layer's in
+        // row blocks); the sums must be bitwise those of the blocking reduction after backward. Each
+        // rank gets 2 micro-batches; the last layer (24 units) is cut in 3 row blocks.
+        for (np, batch) in [(2, 32), (3, 48)] {
+            let settings = ["train.batch_size=\(batch)", "train.micro_batch=8"]
+            let (blocking, blockingLosses, _) = try train(np: np, threads: 1, settings: settings + ["train.overlap_reduction=false"],
+                                                          name: "blocking\(np)")
+            let (overlapped, overlappedLosses, _) = try train(np: np, threads: 1, settings: settings + ["train.overlap_reduction=true"],
+                                                              name: "overlap\(np)")
+            XCTAssertFalse(blocking.isEmpty)
+            XCTAssertTrue(bitwiseEqual(blocking, overlapped), "np=\(np): overlapped reduction differs from the blocking one")
+            XCTAssertEqual(blockingLosses.count, 3)
+            XCTAssertEqual(blockingLosses, overlappedLosses, "np=\(np)")
+        }
+        // The library's reduction (MPI_Iallreduce per bucket): at 2 ranks each element is one addition,
+        // so it too must match its blocking form bit for bit.
+        let library = ["train.exact_reduction=false"]
+        let (a, la, _) = try train(np: 2, threads: 1, settings: library + ["train.overlap_reduction=false"], name: "libblocking")
+        let (b, lb, _) = try train(np: 2, threads: 1, settings: library + ["train.overlap_reduction=true"], name: "liboverlap")
+        XCTAssertTrue(bitwiseEqual(a, b), "np=2 library reduction: overlapped differs from blocking")
+        XCTAssertEqual(la, lb)
+    }
+
+    func testBenchStepReportsWhichReductionRan() throws {
+        // The switch reaches the step: only the overlapped reduction spends time in progress calls.
+        for (overlap, np) in [("on", 2), ("off", 2), ("on", 1)] {
+            let r = try Launcher.run(["bench", "step", "--config", "configs/digits-vae.yaml", "--steps", "3", "--warmup", "1",
+                                      "--threads", "1", "--overlap", overlap],
+                                     mpi: Launcher.mpirun(np), timeout: 120)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let json = try XCTUnwrap(r.summary, r.stdout)
+            XCTAssertEqual(json["overlap"] as? Bool, overlap == "on")
+            let progress = try XCTUnwrap(json["ms_progress"] as? Double)
+            if overlap == "on" { XCTAssertGreaterThan(progress, 0) } else { XCTAssertEqual(progress, 0) }
+            if np > 1 {
+                XCTAssertGreaterThan(try XCTUnwrap(json["ms_exposed_communication"] as? Double), 0)
+                if overlap == "on" { XCTAssertEqual(json["ms_allreduce"] as? Double, 0) }
+            }
+        }
     }
 
     func testTCPTransportGivesTheSameResult() throws {

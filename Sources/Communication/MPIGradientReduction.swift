@@ -1,0 +1,133 @@
+// The nonblocking, bucketed form of MPICommunicator's tree reduction (GradientReduction): the step
+// sends each layer's gradients while backward computes the layers below it.
+import CMPI
+
+/// Exact: per bucket, MPI_Ialltoallv gives rank s every rank's copy of its segment of the bucket;
+/// once they have arrived, rank s folds them in rank order with the same tree as `treeAllreduce`, and
+/// an in-place MPI_Iallgatherv shares the folded segments. Each element meets the same copies in the
+/// same order as in `treeAllreduce`, only the messages are cut differently, so the sums are bitwise
+/// the same. Not exact: MPI_Iallreduce per bucket.
+///
+/// The all-to-alls and the all-gathers run on two duplicates of the world communicator: MPI matches
+/// nonblocking collectives by their order on a communicator, and one rank may start bucket b's
+/// all-gather before bucket b+1's all-to-all while another starts it after. On each duplicate the
+/// order is the bucket order on every rank.
+final class MPIGradientReduction: GradientReduction {
+    let buckets: [Range<Int>]
+    private let rank: Int, size: Int
+    private let buffer: UnsafeMutablePointer<Float>
+    private let exact: Bool
+    private let combine: TreeCombine
+    private var exchange: MPI_Comm?   // all-to-alls (exact) or allreduces
+    private var gather: MPI_Comm?     // all-gathers (exact)
+    /// Per bucket, 4·size counts and offsets: the bucket's segments (sent, then gathered), relative to
+    /// the bucket's start, and this rank's incoming copies in `receive`. MPI reads them until completion.
+    private let layout: UnsafeMutablePointer<Int32>
+    /// Each bucket's incoming copies of this rank's segment, back to back.
+    private let receive: UnsafeMutablePointer<Float>
+    private let receiveOffsets: [Int]
+    private let exchangeRequests: UnsafeMutablePointer<MPI_Request?>
+    private let gatherRequests: UnsafeMutablePointer<MPI_Request?>
+    /// Buckets started, exchanged (all-to-all or allreduce complete, exact: folded and gather started),
+    /// and gathered, in bucket order: gathered ≤ exchanged ≤ started.
+    private var started = 0, exchanged = 0, gathered = 0
+
+    init(world: MPI_Comm, rank: Int, size: Int, buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>],
+         exact: Bool, combine: @escaping TreeCombine) throws {
+        self.rank = rank; self.size = size; self.buffer = buffer; self.buckets = buckets
+        self.exact = exact; self.combine = combine
+        layout = .allocate(capacity: max(4 * size * buckets.count, 1))
+        var offsets: [Int] = [], total = 0
+        for (b, bucket) in buckets.enumerated() {
+            precondition(bucket.count <= Int(Int32.max), "GradientReduction: bucket \(b) is too large for MPI counts")
+            let l = layout + 4 * size * b
+            let mine = rankSegment(rank, of: bucket.count, ranks: size)
+            for i in 0..<size {
+                let s = rankSegment(i, of: bucket.count, ranks: size)
+                l[i] = Int32(s.length); l[size + i] = Int32(s.offset)
+                l[2 * size + i] = Int32(mine.length); l[3 * size + i] = Int32(i * mine.length)
+            }
+            offsets.append(total)
+            total += exact ? mine.length * size : 0
+        }
+        receiveOffsets = offsets
+        receive = .allocate(capacity: max(total, 1))
+        exchangeRequests = .allocate(capacity: max(buckets.count, 1))
+        exchangeRequests.initialize(repeating: aedist_request_null(), count: max(buckets.count, 1))
+        gatherRequests = .allocate(capacity: max(buckets.count, 1))
+        gatherRequests.initialize(repeating: aedist_request_null(), count: max(buckets.count, 1))
+        try check(MPI_Comm_dup(world, &exchange), "MPI_Comm_dup")
+        try check(MPI_Comm_dup(world, &gather), "MPI_Comm_dup")
+    }
+
+    deinit {
+        var finalised: Int32 = 0
+        MPI_Finalized(&finalised)
+        if finalised == 0 {
+            if exchange != nil { MPI_Comm_free(&exchange) }
+            if gather != nil { MPI_Comm_free(&gather) }
+        }
+        layout.deallocate(); receive.deallocate()
+        exchangeRequests.deallocate(); gatherRequests.deallocate()
+    }
+
+    private func check(_ rc: Int32, _ what: String) throws {
+        try checkMPI(rc, what, rank: rank)
+    }
+
+    func start(_ b: Int) throws {
+        precondition(b == started, "GradientReduction: bucket \(b) started out of order (expected \(started))")
+        let bucket = buckets[b], l = layout + 4 * size * b
+        if exact {
+            try check(MPI_Ialltoallv(buffer + bucket.lowerBound, l, l + size, aedist_float(),
+                                     receive + receiveOffsets[b], l + 2 * size, l + 3 * size, aedist_float(),
+                                     exchange, exchangeRequests + b), "MPI_Ialltoallv")
+        } else {
+            try check(MPI_Iallreduce(aedist_in_place(), buffer + bucket.lowerBound, Int32(bucket.count), aedist_float(),
+                                     aedist_op_sum(), exchange, exchangeRequests + b), "MPI_Iallreduce")
+        }
+        started += 1
+    }
+
+    /// Exact: folds this rank's segment of bucket `b` (its all-to-all is complete) and starts the gather.
+    private func foldAndGather(_ b: Int) throws {
+        guard exact else { return }
+        let bucket = buckets[b], l = layout + 4 * size * b
+        let mine = rankSegment(rank, of: bucket.count, ranks: size)
+        combine(receive + receiveOffsets[b], size, mine.length, buffer + bucket.lowerBound + mine.offset)
+        try check(MPI_Iallgatherv(aedist_in_place(), 0, aedist_float(), buffer + bucket.lowerBound, l, l + size,
+                                  aedist_float(), gather, gatherRequests + b), "MPI_Iallgatherv")
+    }
+
+    func progress() throws {
+        // MPI_Test on the oldest outstanding request runs the library's progress engine (which moves
+        // every outstanding collective) and says whether that bucket can be folded. MPI_Testall would
+        // say nothing until all are complete.
+        var done: Int32 = 0
+        while exchanged < started {
+            try check(MPI_Test(exchangeRequests + exchanged, &done, aedist_status_ignore()), "MPI_Test")
+            if done == 0 { break }
+            try foldAndGather(exchanged)
+            exchanged += 1
+        }
+        while exact && gathered < exchanged {
+            try check(MPI_Test(gatherRequests + gathered, &done, aedist_status_ignore()), "MPI_Test")
+            if done == 0 { break }
+            gathered += 1
+        }
+    }
+
+    func finish() throws {
+        precondition(started == buckets.count, "GradientReduction: finish with \(buckets.count - started) bucket(s) not started")
+        while exchanged < started {
+            try check(MPI_Wait(exchangeRequests + exchanged, aedist_status_ignore()), "MPI_Wait")
+            try foldAndGather(exchanged)
+            exchanged += 1
+        }
+        while exact && gathered < exchanged {
+            try check(MPI_Wait(gatherRequests + gathered, aedist_status_ignore()), "MPI_Wait")
+            gathered += 1
+        }
+        started = 0; exchanged = 0; gathered = 0
+    }
+}
