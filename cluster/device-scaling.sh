@@ -20,7 +20,7 @@ DATA=${DATA:-$here/../shared/data/mnist.h5}
 PEERS=${PEERS:-$here/../shared/peers}   # the PyTorch peer's scripts (device_scaling.sh expects ../data/mnist.h5 beside them)
 STEPS=${STEPS:-150}
 NPS=${NPS:-"1 2 4 8"}
-THREADS=${THREADS:-"2 4 8 16"}
+THREADS=${THREADS-"2 4 8 16"}   # empty: no thread sweep
 BIND=${BIND:---bind-to core}
 out="$OUT/aedist-scaling.jsonl"
 : > "$out"
