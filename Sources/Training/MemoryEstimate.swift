@@ -33,7 +33,9 @@ public struct MemoryEstimate {
         parameters += widths.last! * codeOut + codeOut
         let back = [spec.latent] + spec.decoderWidths + [spec.inputs]
         for (a, b) in zip(back, back.dropFirst()) { parameters += a * b + b }
-        let buffers = 2 + (config.train.optimizer.kind == .adam ? 2 : 1)   // parameters, gradients, optimizer state
+        // Parameters, gradients, the reduction's receive space (every rank's copy of this rank's
+        // segment: about one gradient), optimizer state.
+        let buffers = 3 + (config.train.optimizer.kind == .adam ? 2 : 1)
         dataBytes = data
         modelBytes = parameters * 4 * buffers
         let activationWidths = widths.reduce(0, +) + back.reduce(0, +) + 4 * spec.latent + 2 * (widths + back).max()!

@@ -3,7 +3,8 @@
 # MNIST VAE at batch 128, interleaved in one run on one machine: REPS rounds, each running every
 # setting of both once. JSON lines to OUT; then medians and ratios (python3).
 # Usage: bash cluster/bench/compare_step.sh [REPS=5] [OUT=bench-step.jsonl]
-# Env: AEDIST (binary), PY (python with torch), DATA (mnist.h5), STEPS (timed steps, 100).
+# Env: AEDIST (binary), PY (python with torch), DATA (mnist.h5), STEPS (timed steps, 100),
+#      OVERLAPS (the np = 2 settings with train.overlap_reduction on and off: "on off").
 set -u
 here=$(cd "$(dirname "$0")/../.." && pwd)
 REPS=${1:-5}
@@ -25,8 +26,10 @@ for rep in $(seq "$REPS"); do
   OMP_NUM_THREADS=1 $PY "$PEER" --data "$DATA" --model vae --threads 1 --steps $STEPS --warmup 10 | tail -1 | tag "torch 1x1"
   $AEDIST $A --threads 2 | tag "aedist 1x2"
   OMP_NUM_THREADS=2 $PY "$PEER" --data "$DATA" --model vae --threads 2 --steps $STEPS --warmup 10 | tail -1 | tag "torch 1x2"
-  mpirun --bind-to core -np 2 $AEDIST $A --threads 1 | tag "aedist 2x1 global128"
-  mpirun --bind-to core -np 2 $AEDIST $A --threads 1 --per-rank-batch 128 | tag "aedist 2x1 per-rank128"
+  for ov in ${OVERLAPS:-on off}; do
+    mpirun --bind-to core -np 2 $AEDIST $A --threads 1 --overlap $ov | tag "aedist 2x1 global128 overlap $ov"
+    mpirun --bind-to core -np 2 $AEDIST $A --threads 1 --per-rank-batch 128 --overlap $ov | tag "aedist 2x1 per-rank128 overlap $ov"
+  done
   if [ "${DDP:-1}" = 1 ]; then
     OMP_NUM_THREADS=1 $PY "$PEER" --data "$DATA" --model vae --threads 1 --ddp 2 --global-batch --steps $STEPS --warmup 10 --port $((29650+rep)) | tail -1 | tag "torch 2x1 global128"
   fi
@@ -39,9 +42,9 @@ for r in rows:
     by.setdefault(r["setting"], []).append(r.get("samples_per_second") or r.get("samples_per_s"))
 med = {k: st.median(v) for k, v in by.items()}
 for k, v in sorted(by.items()):
-    print(f"{k:28s} median {med[k]:8.0f} samples/s  runs {[round(x) for x in v]}")
+    print(f"{k:38s} median {med[k]:8.0f} samples/s  runs {[round(x) for x in v]}")
 best_torch = max(med.get("torch 1x2", 0), med.get("torch 1x1", 0))
 for k in med:
     if k.startswith("aedist") and best_torch:
-        print(f"{k:28s} / best torch 2-core setting ({best_torch:.0f}): {med[k] / best_torch:.2f}x")
+        print(f"{k:38s} / best torch 2-core setting ({best_torch:.0f}): {med[k] / best_torch:.2f}x")
 PY
