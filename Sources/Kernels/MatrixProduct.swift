@@ -3,6 +3,9 @@
 // columns of C only.
 import RegisterTiles
 
+/// Rows of C per micro-tile: a product cut into row blocks on multiples of this wastes no lanes.
+public var productRowTile: Int { MicroKernel.mr }
+
 /// C = op(A)·op(B)  (or C += ... when accumulate), row-major. op(A) is m×k, op(B) is k×n.
 /// A is stored m×k with row stride lda (or k×m when transposeA); B is stored k×n (or n×k when transposeB).
 /// reductionChunk > 0: k must be a multiple of it; the k range is cut into chunks of that size, each chunk's

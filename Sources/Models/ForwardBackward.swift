@@ -131,9 +131,10 @@ extension Autoencoder {
     var lastInBackward: DenseLayer { encoder.first ?? code }
 
     /// Row `block` of `blocks` (0...blocks) where the last layer's weight gradient is cut: near-equal
-    /// blocks on multiples of 8 rows (the micro-kernel's row block), so no block wastes lanes.
+    /// blocks on multiples of the micro-kernel's rows (`productRowTile`), so no block wastes lanes.
     static func weightBlockBoundary(_ block: Int, of blocks: Int, rows: Int) -> Int {
-        min(rows, (rows * block / blocks + 7) / 8 * 8)
+        let tile = productRowTile
+        return min(rows, (rows * block / blocks + tile - 1) / tile * tile)
     }
 
     /// Block `block` of `blocks` of a layer's weight gradient: its output units (rows of W, possibly

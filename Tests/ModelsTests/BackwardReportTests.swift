@@ -7,7 +7,7 @@ import Kernels
 @testable import Models
 
 final class BackwardReportTests: XCTestCase {
-    // Wide enough last layers (40, 24 and 17 outputs) for several 8-row blocks, one of them short.
+    // Wide enough last layers (40, 24 and 17 outputs) for several 6-row blocks, one of them short.
     let specs: [ModelSpec] = [
         makeSpec(.vae, inputs: 30, encoder: [40, 12], latent: 4, activation: .relu, output: .bernoulli),
         makeSpec(.ae, inputs: 20, encoder: [24], latent: 3, activation: .tanh, output: .gaussian, l1: 0.05),
@@ -53,7 +53,7 @@ final class BackwardReportTests: XCTestCase {
                 XCTAssertEqual(differing, 0, "\(name): row blocks changed the gradient")
                 // One pause after each input-gradient product: every layer but the last.
                 XCTAssertEqual(pauses, f.model.layers.count - 1, name)
-                // The last layer really was cut (blocks of 8 rows).
+                // The last layer really was cut (blocks of 6 rows).
                 let last = spec.encoder.first ?? (spec.kind == .vae ? 2 * spec.latent : spec.latent)
                 let expectedBlocks = Set((0...blocks).map { Autoencoder.weightBlockBoundary($0, of: blocks, rows: last) }).count - 1
                 XCTAssertEqual(reported.count, f.model.layers.count - 1 + expectedBlocks, name)
@@ -69,9 +69,9 @@ final class BackwardReportTests: XCTestCase {
                 XCTAssertEqual(bounds.first, 0)
                 XCTAssertEqual(bounds.last, rows)
                 XCTAssertEqual(bounds, bounds.sorted())
-                for b in bounds { XCTAssert(b % 8 == 0 || b == rows, "rows \(rows) blocks \(blocks): \(bounds)") }
+                for b in bounds { XCTAssert(b % productRowTile == 0 || b == rows, "rows \(rows) blocks \(blocks): \(bounds)") }
             }
         }
-        XCTAssertEqual((0...4).map { Autoencoder.weightBlockBoundary($0, of: 4, rows: 512) }, [0, 128, 256, 384, 512])
+        XCTAssertEqual((0...4).map { Autoencoder.weightBlockBoundary($0, of: 4, rows: 512) }, [0, 132, 258, 384, 512])
     }
 }
