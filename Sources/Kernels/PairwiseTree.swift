@@ -31,6 +31,10 @@ public enum PairwiseTree {
             result.update(from: leaves, count: length)
             return
         }
+        if count == 2 {   // the tree is one addition (two ranks' copies): one pass instead of three
+            add(leaves, leaves + length, into: result, count: length)
+            return
+        }
         var start = 0
         while start < length {
             let n = min(segment, length - start)
