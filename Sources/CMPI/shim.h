@@ -14,6 +14,7 @@ static inline MPI_Op aedist_op_max(void) { return MPI_MAX; }
 static inline MPI_Op aedist_op_min(void) { return MPI_MIN; }
 static inline void *aedist_in_place(void) { return MPI_IN_PLACE; }
 static inline MPI_Status *aedist_status_ignore(void) { return MPI_STATUS_IGNORE; }
+static inline MPI_Status *aedist_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }
 static inline MPI_Request aedist_request_null(void) { return MPI_REQUEST_NULL; }
 static inline MPI_Errhandler aedist_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline MPI_Info aedist_info_null(void) { return MPI_INFO_NULL; }

@@ -18,21 +18,32 @@ public typealias TreeCombine = (UnsafePointer<Float>, Int, Int, UnsafeMutablePoi
 /// will not change until `finish`, calls `progress` now and then while it computes (the MPI library
 /// moves nonblocking collectives only inside MPI calls), and calls `finish` before reading the buffer.
 /// Reusable: after `finish`, the next round starts again at bucket 0. Calls come from one thread.
+/// A bucket may be `shared` (after `finish` every rank holds its sum) or not: then each rank holds
+/// the sum only in its own segment of the bucket (`ownedRanges`), a reduce-scatter, and `gather`
+/// later shares the owners' segments of any buffer laid out like this one (the updated parameters).
 public protocol GradientReduction: AnyObject {
     var buckets: [Range<Int>] { get }
+    /// This rank's segment of each bucket (absolute indices), in bucket order.
+    var ownedRanges: [Range<Int>] { get }
     /// Sends bucket `bucket`, which must be the next one in order.
     func start(_ bucket: Int) throws
     /// Lets outstanding messages move and folds whatever has arrived; never blocks.
     func progress() throws
-    /// Waits until every bucket (all must have been started) holds the sum over ranks.
+    /// Waits until every bucket (all must have been started) holds the sum over ranks: in full for
+    /// a shared bucket, in this rank's segment for the others.
     func finish() throws
+    /// Copies every rank's segment of each bucket that is not shared from that rank's `buffer` into
+    /// every rank's `buffer` (an all-gather, in place). Collective; not during a round.
+    func gather(_ buffer: UnsafeMutablePointer<Float>) throws
 }
 
 /// The reduction of a run with one rank: every bucket already holds the sum.
 public final class LocalGradientReduction: GradientReduction {
     public let buckets: [Range<Int>]
+    public var ownedRanges: [Range<Int>] { buckets }
     private var next = 0
     public init(buckets: [Range<Int>]) { self.buckets = buckets }
+    public func gather(_ buffer: UnsafeMutablePointer<Float>) throws {}
     public func start(_ bucket: Int) throws {
         precondition(bucket == next, "GradientReduction: bucket \(bucket) started out of order (expected \(next))")
         next += 1
@@ -57,10 +68,10 @@ public protocol Communicator: AnyObject {
     func treeAllreduce(_ buffer: UnsafeMutablePointer<Float>, count: Int, combine: TreeCombine) throws
     /// A reusable, nonblocking form of `treeAllreduce` (or, when `exact` is false, of
     /// `allreduceSum`) over `buffer`, cut into `buckets` that are sent one by one as the caller
-    /// finishes them. Collective: every rank makes it at the same point, with the same buckets.
-    /// Each element is reduced exactly as `treeAllreduce` reduces it, so the results are bitwise
-    /// the same whatever the buckets.
-    func makeGradientReduction(buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>], exact: Bool,
+    /// finishes them; `shared[b]` false makes bucket b a reduce-scatter (see GradientReduction).
+    /// Collective: every rank makes it at the same point, with the same buckets. Each element is
+    /// reduced exactly as `treeAllreduce` reduces it, so the results are bitwise the same whatever the buckets.
+    func makeGradientReduction(buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>], shared: [Bool], exact: Bool,
                                combine: @escaping TreeCombine) throws -> GradientReduction
     /// Element-wise sum of floats across ranks in place, in the library's order (which may vary
     /// with the rank count): only for measuring what the tree reduction costs (`bench step`).
@@ -108,7 +119,7 @@ public final class SingleProcess: Communicator {
     public var size: Int { 1 }
     public var localSize: Int { 1 }
     public func treeAllreduce(_ buffer: UnsafeMutablePointer<Float>, count: Int, combine: TreeCombine) throws {}
-    public func makeGradientReduction(buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>], exact: Bool,
+    public func makeGradientReduction(buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>], shared: [Bool], exact: Bool,
                                       combine: @escaping TreeCombine) throws -> GradientReduction {
         LocalGradientReduction(buckets: buckets)
     }

@@ -79,11 +79,11 @@ public final class MPICommunicator: Communicator {
         rankSegment(i, of: count, ranks: size)
     }
 
-    public func makeGradientReduction(buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>], exact: Bool,
+    public func makeGradientReduction(buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>], shared: [Bool], exact: Bool,
                                       combine: @escaping TreeCombine) throws -> GradientReduction {
         if size == 1 { return LocalGradientReduction(buckets: buckets) }
         return try MPIGradientReduction(world: world, rank: rank, size: size, buffer: buffer, buckets: buckets,
-                                        exact: exact, combine: combine)
+                                        shared: shared, exact: exact, combine: combine)
     }
 
     public func treeAllreduce(_ buffer: UnsafeMutablePointer<Float>, count: Int, combine: TreeCombine) throws {

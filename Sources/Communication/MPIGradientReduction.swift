@@ -8,18 +8,24 @@ import CMPI
 /// same order as in `treeAllreduce`, only the messages are cut differently, so the sums are bitwise
 /// the same. Not exact: MPI_Iallreduce per bucket.
 ///
+/// A bucket that is not `shared` stops after the fold (a reduce-scatter: this rank holds the sum of
+/// its segment); `gather` later runs the all-gather for those buckets on another buffer. Not exact:
+/// every rank holds the whole sum anyway, and `gather` still shares the owners' segments.
+///
 /// The all-to-alls and the all-gathers run on two duplicates of the world communicator: MPI matches
 /// nonblocking collectives by their order on a communicator, and one rank may start bucket b's
 /// all-gather before bucket b+1's all-to-all while another starts it after. On each duplicate the
 /// order is the bucket order on every rank.
 final class MPIGradientReduction: GradientReduction {
     let buckets: [Range<Int>]
+    let ownedRanges: [Range<Int>]
+    private let shared: [Bool]
     private let rank: Int, size: Int
     private let buffer: UnsafeMutablePointer<Float>
     private let exact: Bool
     private let combine: TreeCombine
     private var exchange: MPI_Comm?   // all-to-alls (exact) or allreduces
-    private var gather: MPI_Comm?     // all-gathers (exact)
+    private var gathering: MPI_Comm?  // all-gathers (exact, and `gather`)
     /// Per bucket, 4·size counts and offsets: the bucket's segments (sent, then gathered), relative to
     /// the bucket's start, and this rank's incoming copies in `receive`. MPI reads them until completion.
     private let layout: UnsafeMutablePointer<Int32>
@@ -33,8 +39,13 @@ final class MPIGradientReduction: GradientReduction {
     private var started = 0, exchanged = 0, gathered = 0
 
     init(world: MPI_Comm, rank: Int, size: Int, buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>],
-         exact: Bool, combine: @escaping TreeCombine) throws {
-        self.rank = rank; self.size = size; self.buffer = buffer; self.buckets = buckets
+         shared: [Bool], exact: Bool, combine: @escaping TreeCombine) throws {
+        precondition(shared.count == buckets.count, "GradientReduction: one shared flag per bucket")
+        self.rank = rank; self.size = size; self.buffer = buffer; self.buckets = buckets; self.shared = shared
+        ownedRanges = buckets.map { bucket in
+            let mine = rankSegment(rank, of: bucket.count, ranks: size)
+            return (bucket.lowerBound + mine.offset)..<(bucket.lowerBound + mine.offset + mine.length)
+        }
         self.exact = exact; self.combine = combine
         layout = .allocate(capacity: max(4 * size * buckets.count, 1))
         var offsets: [Int] = [], total = 0
@@ -57,7 +68,7 @@ final class MPIGradientReduction: GradientReduction {
         gatherRequests = .allocate(capacity: max(buckets.count, 1))
         gatherRequests.initialize(repeating: aedist_request_null(), count: max(buckets.count, 1))
         try check(MPI_Comm_dup(world, &exchange), "MPI_Comm_dup")
-        try check(MPI_Comm_dup(world, &gather), "MPI_Comm_dup")
+        try check(MPI_Comm_dup(world, &gathering), "MPI_Comm_dup")
     }
 
     deinit {
@@ -65,7 +76,7 @@ final class MPIGradientReduction: GradientReduction {
         MPI_Finalized(&finalised)
         if finalised == 0 {
             if exchange != nil { MPI_Comm_free(&exchange) }
-            if gather != nil { MPI_Comm_free(&gather) }
+            if gathering != nil { MPI_Comm_free(&gathering) }
         }
         layout.deallocate(); receive.deallocate()
         exchangeRequests.deallocate(); gatherRequests.deallocate()
@@ -95,8 +106,9 @@ final class MPIGradientReduction: GradientReduction {
         let bucket = buckets[b], l = layout + 4 * size * b
         let mine = rankSegment(rank, of: bucket.count, ranks: size)
         combine(receive + receiveOffsets[b], size, mine.length, buffer + bucket.lowerBound + mine.offset)
+        guard shared[b] else { return }   // its request stays null: MPI_Test and MPI_Wait see it done
         try check(MPI_Iallgatherv(aedist_in_place(), 0, aedist_float(), buffer + bucket.lowerBound, l, l + size,
-                                  aedist_float(), gather, gatherRequests + b), "MPI_Iallgatherv")
+                                  aedist_float(), gathering, gatherRequests + b), "MPI_Iallgatherv")
     }
 
     func progress() throws {
@@ -129,5 +141,17 @@ final class MPIGradientReduction: GradientReduction {
             gathered += 1
         }
         started = 0; exchanged = 0; gathered = 0
+    }
+
+    func gather(_ target: UnsafeMutablePointer<Float>) throws {
+        precondition(started == 0, "GradientReduction: gather during a round")
+        var pending = 0
+        for (b, bucket) in buckets.enumerated() where !shared[b] {
+            let l = layout + 4 * size * b
+            try check(MPI_Iallgatherv(aedist_in_place(), 0, aedist_float(), target + bucket.lowerBound, l, l + size,
+                                      aedist_float(), gathering, gatherRequests + pending), "MPI_Iallgatherv")
+            pending += 1
+        }
+        try check(MPI_Waitall(Int32(pending), gatherRequests, aedist_statuses_ignore()), "MPI_Waitall")
     }
 }

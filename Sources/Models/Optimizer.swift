@@ -33,37 +33,47 @@ public final class Optimizer: @unchecked Sendable {
         }
     }
 
-    /// Applies one update to `parameters` from `gradients` (the mean-loss gradient).
-    public func update(_ parameters: FloatBuffer, gradients: FloatBuffer, pool: ComputePool) {
+    /// Applies one update to `parameters` from `gradients` (the mean-loss gradient): to every element,
+    /// or only to those in `ranges` (a rank's shard: the others are updated by other ranks, and each
+    /// element's update depends on that element alone, so the result is the same bits).
+    public func update(_ parameters: FloatBuffer, gradients: FloatBuffer, ranges: [Range<Int>]? = nil, pool: ComputePool) {
         updates += 1
-        let n = parameters.count
         let p = parameters.pointer, g = gradients.pointer
-        let blocks = max(1, min(pool.threads * 4, n / 65_536))
         let s = settings
-        switch s.kind {
-        case .adam:
-            let m = state[0].buffer.pointer, v = state[1].buffer.pointer
-            let t = Double(updates)
-            let c1 = Float(1 - pow(Double(s.beta1), t)), c2 = Float(1 - pow(Double(s.beta2), t))
-            let stepSize = s.lr / c1, rootC2 = c2.squareRoot()
-            pool.parallelFor(blocks) { b in
-                for i in (n * b / blocks)..<(n * (b + 1) / blocks) {
-                    let gi = g[i]
-                    let mi = s.beta1 * m[i] + (1 - s.beta1) * gi
-                    let vi = s.beta2 * v[i] + (1 - s.beta2) * gi * gi
-                    m[i] = mi; v[i] = vi
-                    p[i] -= stepSize * mi / (vi.squareRoot() / rootC2 + s.epsilon)
+        let t = Double(updates)
+        let c1 = Float(1 - pow(Double(s.beta1), t)), c2 = Float(1 - pow(Double(s.beta2), t))
+        let stepSize = s.lr / c1, rootC2 = c2.squareRoot()
+        let first = state[0].buffer.pointer, second = state.count > 1 ? state[1].buffer.pointer : first
+        func apply(_ range: Range<Int>) {
+            let n = range.count, base = range.lowerBound
+            let blocks = max(1, min(pool.threads * 4, n / 65_536))
+            switch s.kind {
+            case .adam:
+                let m = first, v = second
+                pool.parallelFor(blocks) { b in
+                    for i in (base + n * b / blocks)..<(base + n * (b + 1) / blocks) {
+                        let gi = g[i]
+                        let mi = s.beta1 * m[i] + (1 - s.beta1) * gi
+                        let vi = s.beta2 * v[i] + (1 - s.beta2) * gi * gi
+                        m[i] = mi; v[i] = vi
+                        p[i] -= stepSize * mi / (vi.squareRoot() / rootC2 + s.epsilon)
+                    }
+                }
+            case .sgd:
+                let u = first
+                pool.parallelFor(blocks) { b in
+                    for i in (base + n * b / blocks)..<(base + n * (b + 1) / blocks) {
+                        let ui = s.momentum * u[i] + g[i]
+                        u[i] = ui
+                        p[i] -= s.lr * ui
+                    }
                 }
             }
-        case .sgd:
-            let u = state[0].buffer.pointer
-            pool.parallelFor(blocks) { b in
-                for i in (n * b / blocks)..<(n * (b + 1) / blocks) {
-                    let ui = s.momentum * u[i] + g[i]
-                    u[i] = ui
-                    p[i] -= s.lr * ui
-                }
-            }
+        }
+        if let ranges {
+            for range in ranges { apply(range) }
+        } else {
+            apply(0..<parameters.count)
         }
     }
 }

@@ -103,6 +103,8 @@ public struct StepBenchmark {
     public var exactReduction: Bool? = nil
     /// Overrides train.overlap_reduction when set (see TrainingStep.overlapReduction).
     public var overlapReduction: Bool? = nil
+    /// Overrides whether the update is sharded (see TrainingStep.shardUpdate) when set.
+    public var shardUpdate: Bool? = nil
     public init(config: RunConfig) { self.config = config }
 
     /// Runs `warmup` + `steps` training steps and returns (on every rank) one JSON object with the
@@ -124,6 +126,7 @@ public struct StepBenchmark {
         let training = TrainingStep(config: config, data: data, plan: plan, communicator: communicator, pool: pool)
         training.exactReduction = exactReduction ?? config.train.exactReduction
         training.overlapReduction = overlapReduction ?? config.train.overlapReduction
+        training.shardUpdate = shardUpdate ?? (config.train.clipGradNorm == nil)
         training.model.initialise(training.parameters, seed: config.train.seed)
         let p = training.model.parameterCount, model = training.model
         let rank = communicator.rank
@@ -139,7 +142,7 @@ public struct StepBenchmark {
             if step == warmup { try communicator.barrier() }
             let t0 = monotonicSeconds()
             let loss = try training.computeGradient(step: step, stopRequested: false, times: &times)
-            training.update(times: &times)
+            try training.update(times: &times)
             let t1 = monotonicSeconds()
             if step >= warmup {
                 dataMs.append(times.data); forwardMs.append(times.forward); backwardMs.append(times.backward)
@@ -161,7 +164,7 @@ public struct StepBenchmark {
         let wall = Double(slowest[9]) / 1e6
         let compute = ms[1] + ms[2] + ms[5]
         return ["benchmark": "step", "reduction": training.exactReduction ? "tree" : "library",
-                "overlap": training.overlapReduction, "model": model.summary, "parameters": p,
+                "overlap": training.overlapReduction, "sharded_update": training.updateIsSharded, "model": model.summary, "parameters": p,
                 "world_size": communicator.size, "threads_per_rank": threads, "kernels": pool.instructionSet.rawValue,
                 "global_batch": plan.global, "per_rank_batch": plan.perRank, "micro_batch": plan.microBatch,
                 "steps": steps, "warmup": warmup,

@@ -120,6 +120,7 @@ public final class Trainer {
         training = TrainingStep(config: config, data: data, plan: plan, communicator: communicator, pool: pool)
         training.exactReduction = config.train.exactReduction
         training.overlapReduction = config.train.overlapReduction
+        training.shardUpdate = config.train.clipGradNorm == nil   // clipping reads the whole gradient
         evaluationWorkspace = Workspace(model: training.model, capacity: 256)
         try start(resume: options.resume)
     }
@@ -241,7 +242,7 @@ public final class Trainer {
                     throw RunFailure(message: communicator.isRoot ? "the gradient norm became \(norm) at step \(step + 1); stopping before the update. The last good checkpoint is \(lastCheckpoint ?? "none (no checkpoint written yet)")" : nil, exitCode: 1)
                 }
             }
-            training.update()
+            try training.update()
             progress.step += 1
             progress.samplesSeen += Int64(plan.global)
             progress.epoch = progress.step / stepsPerEpoch
@@ -310,6 +311,7 @@ public final class Trainer {
     /// Rank 0 writes; all ranks learn whether it worked before going on.
     private func writeCheckpoint() throws {
         let path = checkpoints.file(forStep: progress.step)
+        try training.gatherOptimizerState()
         try onRoot(communicator) {
             do {
                 try Checkpoint.write(to: path, config: config, model: model, parameters: parameters,

@@ -12,7 +12,7 @@ import Storage
 /// - Overlapped reduction: `backward` is the pass with the reduction's start and progress calls in
 ///   it (`progress`: the time in those calls); `wait` is the time blocked in `finish` after backward
 ///   (communication not hidden, the last buckets' folds, and waiting for a slower rank); `allreduce`
-///   is 0, nothing of the reduction runs later.
+///   is the all-gather of the updated parameters after a sharded update, else 0.
 /// - Blocking reduction: `backward` is compute only; `wait` is a barrier after backward (waiting for
 ///   the slowest rank, np > 1 only); `allreduce` is the blocking tree allreduce after it.
 public struct StepTimes {
@@ -64,9 +64,18 @@ public final class TrainingStep {
     /// Row blocks of the last layer's weight gradient, each sent as soon as it is computed, so that
     /// little is left to send when backward ends.
     static let lastLayerBlocks = 4
-    /// Made on first use (collective), again if `exactReduction` changes.
+    /// Each rank updates only its own segments of the parameters (those whose gradient sums it folded)
+    /// and the ranks then all-gather the updated parameters, instead of all-gathering the gradient and
+    /// every rank updating everything: the optimizer's cost divides by the rank count. In effect with
+    /// the overlapped reduction at np > 1; the trainer turns it off when gradient clipping needs the
+    /// whole gradient on every rank. Each element's update is the same either way: same bits.
+    public var shardUpdate = true
+    public var updateIsSharded: Bool { shardUpdate && overlapReduction && communicator.size > 1 }
+    /// This rank's parameter ranges when the update is sharded.
+    private var updateRanges: [Range<Int>] = []
+    /// Made on first use (collective), again if `exactReduction` or `updateIsSharded` changes.
     private var reduction: GradientReduction?
-    private var reductionIsExact = true
+    private var reductionKind: (exact: Bool, sharded: Bool)?
     /// The next bucket backward will finish, and the time spent in reduction calls during backward.
     private var nextBucket = 0
     private var progressNanoseconds: UInt64 = 0
@@ -126,7 +135,8 @@ public final class TrainingStep {
         model.forward(parameters, workspace, rows: plan.perRank, noise: noise, pool: pool)
         lap(\.forward, &clock)
         // Loss sums per micro-batch, combined with the same tree as the gradients, and the stop flag:
-        // they travel at the end of the gradient buffer (in the first bucket), so every rank sees the same values.
+        // they travel at the end of the gradient buffer (bucket 0 of the overlapped reduction, shared
+        // in full), so every rank sees the same values.
         let p = model.parameterCount, leaves = plan.perRank / plan.microBatch
         let sums = leafSums.pointer
         for l in 0..<leaves {
@@ -141,8 +151,9 @@ public final class TrainingStep {
         let chunk = exactReduction ? plan.microBatch : plan.perRank
         if overlapReduction {
             let reduction = try gradientReduction()
-            nextBucket = 0
             progressNanoseconds = 0
+            try reduction.start(0)   // the loss sums, final already
+            nextBucket = 1
             try model.backward(parameters, gradients, workspace, rows: plan.perRank, chunk: chunk,
                                scale: 1 / Float(plan.global), pool: pool, lastLayerBlocks: TrainingStep.lastLayerBlocks) { event in
                 let start = times == nil ? 0 : DispatchTime.now().uptimeNanoseconds
@@ -158,7 +169,7 @@ public final class TrainingStep {
             lap(\.backward, &clock)
             try reduction.finish()
             lap(\.wait, &clock)
-            times?.pointee.allreduce = 0
+            times?.pointee.allreduce = 0   // sharded: `update` times the parameters' all-gather here
             times?.pointee.progress = Double(progressNanoseconds) / 1e6
         } else {
             model.backward(parameters, gradients, workspace, rows: plan.perRank, chunk: chunk,
@@ -180,23 +191,35 @@ public final class TrainingStep {
                         total: reconstruction + Double(klWeight) * kl + penalty, stopRequested: g[p + 3] > 0)
     }
 
-    /// The bucketed reduction over `gradients`: the ranges backward finishes, in its order, the first
-    /// (the output layer) extended over the loss sums and stop flag that follow the parameters.
+    /// The bucketed reduction over `gradients`: bucket 0 holds the loss sums and stop flag that follow
+    /// the parameters (every rank reads them), then the ranges backward finishes, in its order; with a
+    /// sharded update those are reduce-scattered, otherwise shared in full.
     private func gradientReduction() throws -> GradientReduction {
-        if let reduction, reductionIsExact == exactReduction { return reduction }
-        var buckets = model.finalGradientRanges(lastLayerBlocks: TrainingStep.lastLayerBlocks)
-        precondition(buckets[0].upperBound == model.parameterCount, "the output layer is not last in the buffer")
-        buckets[0] = buckets[0].lowerBound..<gradients.count
-        let made = try communicator.makeGradientReduction(buffer: gradients.pointer, buckets: buckets,
+        let kind = (exact: exactReduction, sharded: updateIsSharded)
+        if let reduction, let reductionKind, reductionKind == kind { return reduction }
+        let p = model.parameterCount
+        let layers = model.finalGradientRanges(lastLayerBlocks: TrainingStep.lastLayerBlocks)
+        precondition(layers[0].upperBound == p, "the output layer is not last in the buffer")
+        let made = try communicator.makeGradientReduction(buffer: gradients.pointer, buckets: [p..<gradients.count] + layers,
+                                                          shared: [true] + Array(repeating: !kind.sharded, count: layers.count),
                                                           exact: exactReduction, combine: treeCombine)
         reduction = made
-        reductionIsExact = exactReduction
+        reductionKind = kind
+        updateRanges = Array(made.ownedRanges.dropFirst())
         return made
+    }
+
+    /// With a sharded update each rank's optimizer state is current only in its own segments: this
+    /// shares them, so that rank 0 can write the whole state. Collective.
+    public func gatherOptimizerState() throws {
+        guard updateIsSharded, let reduction else { return }
+        for (_, buffer) in optimizer.state { try reduction.gather(buffer.pointer) }
     }
 
     /// Scales the reduced gradient down to L2 norm `limit` when it is larger; returns the norm before.
     /// Every rank holds the same reduced gradient and sums it in the same order, so all decide alike.
     public func clipGradient(to limit: Float) -> Double {
+        precondition(!updateIsSharded, "clipping needs the whole gradient: set shardUpdate = false")
         let g = gradients.pointer
         var sum = 0.0
         for i in 0..<model.parameterCount { sum += Double(g[i]) * Double(g[i]) }
@@ -208,10 +231,20 @@ public final class TrainingStep {
         return norm
     }
 
-    /// Applies the optimizer with the reduced gradient.
-    public func update(times: UnsafeMutablePointer<StepTimes>? = nil) {
+    /// Applies the optimizer with the reduced gradient: to this rank's shard followed by the all-gather
+    /// of the updated parameters (timed as `allreduce`) when the update is sharded, else to everything.
+    public func update(times: UnsafeMutablePointer<StepTimes>? = nil) throws {
         let start = DispatchTime.now().uptimeNanoseconds
-        optimizer.update(parameters, gradients: gradients, pool: pool)
-        times?.pointee.update = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+        guard updateIsSharded else {
+            optimizer.update(parameters, gradients: gradients, pool: pool)
+            times?.pointee.update = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+            return
+        }
+        guard let reduction else { preconditionFailure("update before computeGradient") }
+        optimizer.update(parameters, gradients: gradients, ranges: updateRanges, pool: pool)
+        let updated = DispatchTime.now().uptimeNanoseconds
+        times?.pointee.update = Double(updated - start) / 1e6
+        try reduction.gather(parameters.pointer)
+        times?.pointee.allreduce = Double(DispatchTime.now().uptimeNanoseconds - updated) / 1e6
     }
 }

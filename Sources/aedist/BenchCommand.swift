@@ -64,25 +64,31 @@ struct BenchStep: ParsableCommand {
     var reduction: String?
     @Option(help: "on: send each layer's gradients during backward (train.overlap_reduction: true); off: one blocking reduction after backward. Default: the configuration's.")
     var overlap: String?
+    @Option(help: "on: each rank updates its shard of the parameters and the ranks all-gather them (with --overlap on, np > 1); off: every rank updates everything. Default: on unless train.clip_grad_norm is set.")
+    var shardUpdate: String?
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if steps < 1 || warmup < 0 { throw ValidationError("--steps must be at least 1 and --warmup at least 0") }
         if let perRankBatch, perRankBatch < 1 { throw ValidationError("--per-rank-batch must be at least 1") }
         if let reduction, reduction != "tree" && reduction != "library" { throw ValidationError("--reduction must be tree or library, got '\(reduction)'") }
-        if let overlap, overlap != "on" && overlap != "off" { throw ValidationError("--overlap must be on or off, got '\(overlap)'") }
+        for (flag, value) in [("--overlap", overlap), ("--shard-update", shardUpdate)] {
+            if let value, value != "on" && value != "off" { throw ValidationError("\(flag) must be on or off, got '\(value)'") }
+        }
     }
 
     func run() throws {
         let (config, overrides, threads, steps, warmup, perRank) =
             (self.config, self.overrides, self.threads, self.steps, self.warmup, self.perRankBatch)
         let exact = reduction.map { $0 == "tree" }, overlapped = overlap.map { $0 == "on" }
+        let sharded = shardUpdate.map { $0 == "on" }
         runParallel { communicator in
             let resolved = try agreeing(communicator) { try RunConfig.load(file: config, overrides: overrides) }
             var bench = StepBenchmark(config: resolved)
             bench.threads = threads; bench.steps = steps; bench.warmup = warmup; bench.perRankBatch = perRank
             bench.exactReduction = exact
             bench.overlapReduction = overlapped
+            bench.shardUpdate = sharded
             let result = try bench.run(communicator: communicator)
             if communicator.isRoot { printJSON(result) }
             return 0

@@ -130,21 +130,40 @@ final class RankInvarianceTests: XCTestCase {
     }
 
     func testBenchStepReportsWhichReductionRan() throws {
-        // The switch reaches the step: only the overlapped reduction spends time in progress calls.
-        for (overlap, np) in [("on", 2), ("off", 2), ("on", 1)] {
+        // The switches reach the step: only the overlapped reduction spends time in progress calls, and
+        // only the sharded update (overlapped, np > 1) all-gathers parameters after it (`ms_allreduce`).
+        for (overlap, shard, np) in [("on", "on", 2), ("on", "off", 2), ("off", "on", 2), ("on", "on", 1)] {
             let r = try Launcher.run(["bench", "step", "--config", "configs/digits-vae.yaml", "--steps", "3", "--warmup", "1",
-                                      "--threads", "1", "--overlap", overlap],
+                                      "--threads", "1", "--overlap", overlap, "--shard-update", shard],
                                      mpi: Launcher.mpirun(np), timeout: 120)
             XCTAssertEqual(r.status, 0, r.stderr)
             let json = try XCTUnwrap(r.summary, r.stdout)
             XCTAssertEqual(json["overlap"] as? Bool, overlap == "on")
+            let sharded = overlap == "on" && shard == "on" && np > 1
+            XCTAssertEqual(json["sharded_update"] as? Bool, sharded, "overlap \(overlap) shard \(shard) np \(np)")
             let progress = try XCTUnwrap(json["ms_progress"] as? Double)
             if overlap == "on" { XCTAssertGreaterThan(progress, 0) } else { XCTAssertEqual(progress, 0) }
             if np > 1 {
                 XCTAssertGreaterThan(try XCTUnwrap(json["ms_exposed_communication"] as? Double), 0)
-                if overlap == "on" { XCTAssertEqual(json["ms_allreduce"] as? Double, 0) }
+                let allreduce = try XCTUnwrap(json["ms_allreduce"] as? Double)
+                if overlap == "off" || sharded { XCTAssertGreaterThan(allreduce, 0) } else { XCTAssertEqual(allreduce, 0) }
             }
         }
+    }
+
+    func testShardedUpdateGivesTheSameBitsAndFallsBackForClipping() throws {
+        // Sharded (each rank updates its segments, then all-gathers parameters) against every rank
+        // updating everything, at np = 3 (uneven segments); and clipping, which needs the whole
+        // gradient, at np = 2 against np = 1.
+        let (sharded, ls, _) = try train(np: 3, threads: 1, settings: ["train.batch_size=48", "train.micro_batch=16"], name: "sharded3")
+        let (whole, lw, _) = try train(np: 1, threads: 1, settings: ["train.batch_size=48", "train.micro_batch=16"], name: "whole1")
+        XCTAssertTrue(bitwiseEqual(sharded, whole), "np=3 sharded update differs from np=1")
+        XCTAssertEqual(ls, lw)
+        let clip = ["train.clip_grad_norm=0.5"]
+        let (c2, lc2, _) = try train(np: 2, threads: 1, settings: clip, name: "clip2")
+        let (c1, lc1, _) = try train(np: 1, threads: 1, settings: clip, name: "clip1")
+        XCTAssertTrue(bitwiseEqual(c1, c2), "np=2 with clipping differs from np=1")
+        XCTAssertEqual(lc1, lc2)
     }
 
     func testTCPTransportGivesTheSameResult() throws {
