@@ -10,6 +10,7 @@
 #        REDUCTIONS ("tree"; "tree library" also measures train.exact_reduction: false),
 #        KERNELS ("auto"; e.g. "auto avx2" also runs the np sweep on the AVX2 micro-kernels),
 #        OVERLAPS ("on"; "on off" also measures the blocking reduction after backward),
+#        SHARDS ("on"; "on off" also measures every rank running the whole optimizer update),
 #        PEER=0 to skip the PyTorch run, PEERS (its folder), BIND (--bind-to core).
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,9 +40,12 @@ for rep in $(seq "${REPS:-1}"); do
   for kernels in ${KERNELS:-auto}; do
     for red in ${REDUCTIONS:-tree}; do
       for ov in ${OVERLAPS:-on}; do
-        for np in $NPS; do
-          AEDIST_KERNELS=$kernels timeout 300 mpirun $BIND -x AEDIST_KERNELS -np "$np" $A --threads 1 --per-rank-batch 128 \
-            --reduction "$red" --overlap "$ov" | record "aedist np=$np x 1 thread, per-rank batch 128, $red, overlap $ov, kernels $kernels"
+        for sh in ${SHARDS:-on}; do
+          for np in $NPS; do
+            AEDIST_KERNELS=$kernels timeout 300 mpirun $BIND -x AEDIST_KERNELS -np "$np" $A --threads 1 --per-rank-batch 128 \
+              --reduction "$red" --overlap "$ov" --shard-update "$sh" \
+              | record "aedist np=$np x 1 thread, per-rank batch 128, $red, overlap $ov, shard $sh, kernels $kernels"
+          done
         done
       done
     done
@@ -70,7 +74,7 @@ for name, rs in settings.items():
     key = name.split(", ", 1)[1] if ", " in name else None
     if r0["threads_per_rank"] == 1 and key in base:
         eff = f"  weak-scaling efficiency {sps / (base[key] * r0['world_size']):.0%}"
-    print(f"{name:84s} [{r0.get('kernels', '?')}] {sps:9.0f} samples/s (median of {len(rs)}, {min(r['samples_per_second'] for r in rs):.0f}-{max(r['samples_per_second'] for r in rs):.0f})"
+    print(f"{name:94s} [{r0.get('kernels', '?')}] {sps:9.0f} samples/s (median of {len(rs)}, {min(r['samples_per_second'] for r in rs):.0f}-{max(r['samples_per_second'] for r in rs):.0f})"
           f"  step {med(rs, 'ms_per_step'):.2f} ms (compute {med(rs, 'ms_compute'):.2f}, wait {med(rs, 'ms_wait'):.2f}, allreduce {med(rs, 'ms_allreduce'):.2f}, exposed {med(rs, 'ms_exposed_communication'):.2f}){eff}")
 PY
 if [ "${PEER:-1}" = 1 ] && [ -f "$PEERS/device_scaling.sh" ]; then
