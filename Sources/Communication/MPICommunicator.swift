@@ -21,6 +21,18 @@ func rankSegment(_ i: Int, of count: Int, ranks: Int) -> (offset: Int, length: I
     return (offset, base + (i < extra ? 1 : 0))
 }
 
+/// The counts and offsets of the exact reduction over `count` elements at `rank` of `ranks`, into
+/// `layout` (4·ranks entries): each rank's segment (what this rank sends, and later gathers), then
+/// this rank's segment as it arrives from every rank (what it receives, back to back).
+func fillSegmentLayout(_ layout: UnsafeMutablePointer<Int32>, count: Int, rank: Int, ranks: Int) {
+    let mine = rankSegment(rank, of: count, ranks: ranks)
+    for i in 0..<ranks {
+        let s = rankSegment(i, of: count, ranks: ranks)
+        layout[i] = Int32(s.length); layout[ranks + i] = Int32(s.offset)
+        layout[2 * ranks + i] = Int32(mine.length); layout[3 * ranks + i] = Int32(i * mine.length)
+    }
+}
+
 /// Throws when an MPI call did not succeed (the communicators return errors instead of aborting).
 func checkMPI(_ rc: Int32, _ what: String, rank: Int) throws {
     if rc != MPI_SUCCESS { throw CommunicationError("\(what) failed on rank \(rank): \(MPICommunicator.errorString(rc))") }
@@ -98,14 +110,8 @@ public final class MPICommunicator: Communicator {
             receiveCapacity = needed
         }
         if layoutCount != count {
-            if layout == nil { layout = .allocate(capacity: 6 * size) }
-            let l = layout!
-            for i in 0..<size {
-                let s = segment(i, of: count)
-                l[i] = Int32(s.length); l[size + i] = Int32(s.offset)                          // send
-                l[2 * size + i] = Int32(mine.length); l[3 * size + i] = Int32(i * mine.length)  // receive
-                l[4 * size + i] = Int32(s.length); l[5 * size + i] = Int32(s.offset)           // gather
-            }
+            if layout == nil { layout = .allocate(capacity: 4 * size) }
+            fillSegmentLayout(layout!, count: count, rank: rank, ranks: size)
             layoutCount = count
         }
         let l = layout!
@@ -113,7 +119,7 @@ public final class MPICommunicator: Communicator {
         try check(MPI_Alltoallv(buffer, l, l + size, aedist_float(),
                                 into, l + 2 * size, l + 3 * size, aedist_float(), world), "MPI_Alltoallv")
         combine(into, size, mine.length, buffer + mine.offset)
-        try check(MPI_Allgatherv(aedist_in_place(), 0, aedist_float(), buffer, l + 4 * size, l + 5 * size,
+        try check(MPI_Allgatherv(aedist_in_place(), 0, aedist_float(), buffer, l, l + size,
                                  aedist_float(), world), "MPI_Allgatherv")
     }
 

@@ -51,13 +51,8 @@ final class MPIGradientReduction: GradientReduction {
         var offsets: [Int] = [], total = 0
         for (b, bucket) in buckets.enumerated() {
             precondition(bucket.count <= Int(Int32.max), "GradientReduction: bucket \(b) is too large for MPI counts")
-            let l = layout + 4 * size * b
+            fillSegmentLayout(layout + 4 * size * b, count: bucket.count, rank: rank, ranks: size)
             let mine = rankSegment(rank, of: bucket.count, ranks: size)
-            for i in 0..<size {
-                let s = rankSegment(i, of: bucket.count, ranks: size)
-                l[i] = Int32(s.length); l[size + i] = Int32(s.offset)
-                l[2 * size + i] = Int32(mine.length); l[3 * size + i] = Int32(i * mine.length)
-            }
             offsets.append(total)
             total += exact ? mine.length * size : 0
         }

@@ -47,17 +47,6 @@ public enum InstructionSet: String, CaseIterable, Sendable {
         return set
     }
 
-    /// On x86-64 everything outside the micro-kernels (packing, element-wise passes, the optimizer) is
-    /// built for AVX2 + FMA (Package.swift): a message when this CPU cannot run it, else nil.
-    public static var missingBuildRequirement: String? {
-        #if arch(x86_64)
-        if aedist_cpu_has_avx2_fma() == 0 {
-            return "this build of aedist needs a CPU with AVX2 and FMA (Intel Haswell, AMD Zen or later)"
-        }
-        #endif
-        return nil
-    }
-
     /// The micro-kernels of this set.
     var routines: TileRoutines {
         switch self {

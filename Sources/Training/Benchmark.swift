@@ -162,7 +162,7 @@ public struct StepBenchmark {
         try communicator.allreduceSum(&rss)
         let ms = slowest.prefix(9).map { Double($0) / 1e6 }
         let wall = Double(slowest[9]) / 1e6
-        let compute = ms[1] + ms[2] + ms[5]
+        let compute = ms[1] + ms[2] - ms[7] + ms[5]   // forward, backward without its progress calls, update
         return ["benchmark": "step", "reduction": training.exactReduction ? "tree" : "library",
                 "overlap": training.overlapReduction, "sharded_update": training.updateIsSharded, "model": model.summary, "parameters": p,
                 "world_size": communicator.size, "threads_per_rank": threads, "kernels": pool.instructionSet.rawValue,

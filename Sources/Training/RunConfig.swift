@@ -25,8 +25,9 @@ public struct TrainSettings: Equatable, Sendable {
     /// true: results do not depend on the rank or thread count (docs/determinism.md), about 10 %
     /// slower at np = 2; false: the library's allreduce and one chain per rank.
     public var exactReduction = true
-    /// true: each layer's gradients are sent while backward computes the layers below; false: one
-    /// blocking reduction after backward. The results are the same bits either way.
+    /// true: each layer's gradients are sent while backward computes the layers below, and at np > 1
+    /// the optimizer update is sharded across ranks (unless clip_grad_norm is set); false: one
+    /// blocking reduction after backward, every rank updating everything. Same bits either way.
     public var overlapReduction = true
     public var optimizer = OptimizerSettings()
     public var seed: UInt64 = 0

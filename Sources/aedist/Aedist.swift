@@ -16,11 +16,6 @@ struct Aedist: ParsableCommand {
 
 /// Starts MPI, runs `body`, and turns every failure into a message and an exit status on every rank.
 func runParallel(_ body: (Communicator) throws -> Int32) -> Never {
-    // Before anything built for AVX2 runs (Package.swift).
-    if let missing = InstructionSet.missingBuildRequirement {
-        FileHandle.standardError.write(Data("aedist: error: \(missing)\n".utf8))
-        exit(1)
-    }
     let communicator: Communicator
     do { communicator = try MPICommunicator() } catch {
         FileHandle.standardError.write(Data("aedist: error: \(error)\n".utf8))

@@ -108,7 +108,7 @@ final class RankInvarianceTests: XCTestCase {
     func testOverlappedReductionGivesTheSameBitsAsTheBlockingOne() throws {
         // train.overlap_reduction sends each layer's gradients during backward (the last layer's in
         // row blocks); the sums must be bitwise those of the blocking reduction after backward. Each
-        // rank gets 2 micro-batches; the last layer (24 units) is cut in 3 row blocks.
+        // rank gets 2 micro-batches; the last layer (24 units) is cut in 4 row blocks of 6.
         for (np, batch) in [(2, 32), (3, 48)] {
             let settings = ["train.batch_size=\(batch)", "train.micro_batch=8"]
             let (blocking, blockingLosses, _) = try train(np: np, threads: 1, settings: settings + ["train.overlap_reduction=false"],
@@ -132,6 +132,7 @@ final class RankInvarianceTests: XCTestCase {
     func testBenchStepReportsWhichReductionRan() throws {
         // The switches reach the step: only the overlapped reduction spends time in progress calls, and
         // only the sharded update (overlapped, np > 1) all-gathers parameters after it (`ms_allreduce`).
+        var finalLoss: [String: Double] = [:]
         for (overlap, shard, np) in [("on", "on", 2), ("on", "off", 2), ("off", "on", 2), ("on", "on", 1)] {
             let r = try Launcher.run(["bench", "step", "--config", "configs/digits-vae.yaml", "--steps", "3", "--warmup", "1",
                                       "--threads", "1", "--overlap", overlap, "--shard-update", shard],
@@ -142,13 +143,18 @@ final class RankInvarianceTests: XCTestCase {
             let sharded = overlap == "on" && shard == "on" && np > 1
             XCTAssertEqual(json["sharded_update"] as? Bool, sharded, "overlap \(overlap) shard \(shard) np \(np)")
             let progress = try XCTUnwrap(json["ms_progress"] as? Double)
-            if overlap == "on" { XCTAssertGreaterThan(progress, 0) } else { XCTAssertEqual(progress, 0) }
+            if overlap == "off" { XCTAssertEqual(progress, 0) } else if np > 1 { XCTAssertGreaterThan(progress, 0) }
+            finalLoss["\(overlap) \(shard) \(np)"] = json["final_loss"] as? Double
             if np > 1 {
                 XCTAssertGreaterThan(try XCTUnwrap(json["ms_exposed_communication"] as? Double), 0)
                 let allreduce = try XCTUnwrap(json["ms_allreduce"] as? Double)
                 if overlap == "off" || sharded { XCTAssertGreaterThan(allreduce, 0) } else { XCTAssertEqual(allreduce, 0) }
             }
         }
+        // The overlapped reduction with and without the sharded update, and the blocking one: same training.
+        let sharded = try XCTUnwrap(finalLoss["on on 2"])
+        XCTAssertEqual(finalLoss["on off 2"], sharded)
+        XCTAssertEqual(finalLoss["off on 2"], sharded)
     }
 
     func testShardedUpdateGivesTheSameBitsAndFallsBackForClipping() throws {

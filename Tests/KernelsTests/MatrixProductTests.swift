@@ -312,7 +312,7 @@ final class MatrixProductTests: XCTestCase {
         print("micro-kernel paths on this CPU: \(InstructionSet.supported.map(\.rawValue))")
         var rng = TestRandom(seed: 9)
         let shapes = [(13, 24, 40), (6, 32, 7), (29, 33, 300), (61, 70, 64), (7, 100, 17), (128, 20, 64),
-                      (17, 520, 33), (40, 2100, 16)]
+                      (17, 520, 33), (40, 2100, 16), (13, 56, 48)]   // 56: a full and a partial 32-wide tile
         for (m, n, k) in shapes {
             for (transposeA, transposeB) in [(false, false), (true, false), (false, true), (true, true)] {
                 let t = ProductCase(m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB, extra: 3, rng: &rng)
@@ -346,9 +346,8 @@ final class MatrixProductTests: XCTestCase {
         }
         XCTAssertEqual(InstructionSet.supported.first, .portable)
         #if arch(x86_64)
-        // This package's x86-64 build needs AVX2, so a CPU running these tests has it.
+        // This package's x86-64 build needs AVX2 (CPUFeatures stops the process without it).
         XCTAssertTrue(InstructionSet.supported.contains(.avx2))
-        XCTAssertNil(InstructionSet.missingBuildRequirement)
         #endif
     }
 }

@@ -62,7 +62,7 @@ final class BackwardReportTests: XCTestCase {
         }
     }
 
-    func testBlockBoundariesAreOrderedMultiplesOfEight() {
+    func testBlockBoundariesAreOrderedMultiplesOfTheTileHeight() {
         for rows in [1, 7, 8, 17, 40, 512] {
             for blocks in 1...9 {
                 let bounds = (0...blocks).map { Autoencoder.weightBlockBoundary($0, of: blocks, rows: rows) }
