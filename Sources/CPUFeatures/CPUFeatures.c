@@ -8,8 +8,7 @@
 // runtime may run such code before main: check here, before any of it, and say why instead of
 // dying on an illegal instruction. This file is compiled with no instruction-set flags.
 __attribute__((constructor)) static void aedist_require_avx2_fma(void) {
-    __builtin_cpu_init();
-    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
+    if (!aedist_cpu_has_avx2_fma()) {
         fputs("aedist: error: this build of aedist needs a CPU with AVX2 and FMA "
               "(Intel Haswell, AMD Zen or later)\n", stderr);
         exit(1);

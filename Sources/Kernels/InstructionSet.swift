@@ -24,8 +24,9 @@ public enum InstructionSet: String, CaseIterable, Sendable {
     public static let supported: [InstructionSet] = {
         var sets: [InstructionSet] = [.portable]
         #if arch(x86_64)
-        if aedist_cpu_has_avx2_fma() != 0 { sets.append(.avx2) }
-        if aedist_cpu_has_avx2_fma() != 0 && aedist_cpu_has_avx512() != 0 { sets.append(.avx512) }
+        let avx2 = aedist_cpu_has_avx2_fma() != 0
+        if avx2 { sets.append(.avx2) }
+        if avx2 && aedist_cpu_has_avx512() != 0 { sets.append(.avx512) }
         #endif
         return sets
     }()

@@ -124,9 +124,9 @@ public struct StepBenchmark {
         }
         let pool = ComputePool(threads: threads)
         let training = TrainingStep(config: config, data: data, plan: plan, communicator: communicator, pool: pool)
-        training.exactReduction = exactReduction ?? config.train.exactReduction
-        training.overlapReduction = overlapReduction ?? config.train.overlapReduction
-        training.shardUpdate = shardUpdate ?? (config.train.clipGradNorm == nil)
+        if let exactReduction { training.exactReduction = exactReduction }
+        if let overlapReduction { training.overlapReduction = overlapReduction }
+        if let shardUpdate { training.shardUpdate = shardUpdate }
         training.model.initialise(training.parameters, seed: config.train.seed)
         let p = training.model.parameterCount, model = training.model
         let rank = communicator.rank

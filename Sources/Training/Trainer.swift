@@ -118,9 +118,6 @@ public final class Trainer {
             return (data, plan)
         }
         training = TrainingStep(config: config, data: data, plan: plan, communicator: communicator, pool: pool)
-        training.exactReduction = config.train.exactReduction
-        training.overlapReduction = config.train.overlapReduction
-        training.shardUpdate = config.train.clipGradNorm == nil   // clipping reads the whole gradient
         evaluationWorkspace = Workspace(model: training.model, capacity: 256)
         try start(resume: options.resume)
     }

@@ -55,21 +55,22 @@ public final class TrainingStep {
     private var indices: [Int]
 
     static let extraCount = 4   // reconstruction, kl, penalty sums; stop requests
+    // The three switches below start from the configuration; `bench step` may override them.
     /// false (`train.exact_reduction: false`): sum the weight gradients over the rank's rows in one
     /// chain and reduce across ranks with MPI_Allreduce. Faster; results then depend on the rank count.
-    public var exactReduction = true
+    public var exactReduction: Bool
     /// true (`train.overlap_reduction`): send each layer's gradients while backward computes the
     /// layers below (GradientReduction); false: one blocking reduction after backward. Same bits.
-    public var overlapReduction = true
+    public var overlapReduction: Bool
     /// Row blocks of the last layer's weight gradient, each sent as soon as it is computed, so that
     /// little is left to send when backward ends.
     static let lastLayerBlocks = 4
     /// Each rank updates only its own segments of the parameters (those whose gradient sums it folded)
     /// and the ranks then all-gather the updated parameters, instead of all-gathering the gradient and
     /// every rank updating everything: the optimizer's cost divides by the rank count. In effect with
-    /// the overlapped reduction at np > 1; the trainer turns it off when gradient clipping needs the
-    /// whole gradient on every rank. Each element's update is the same either way: same bits.
-    public var shardUpdate = true
+    /// the overlapped reduction at np > 1; off when gradient clipping (`train.clip_grad_norm`) needs
+    /// the whole gradient on every rank. Each element's update is the same either way: same bits.
+    public var shardUpdate: Bool
     public var updateIsSharded: Bool { shardUpdate && overlapReduction && communicator.size > 1 }
     /// This rank's parameter ranges when the update is sharded.
     private var updateRanges: [Range<Int>] = []
@@ -88,6 +89,9 @@ public final class TrainingStep {
         self.data = data
         self.seed = config.train.seed
         self.klWeight = config.model.klWeight
+        exactReduction = config.train.exactReduction
+        overlapReduction = config.train.overlapReduction
+        shardUpdate = config.train.clipGradNorm == nil
         self.communicator = communicator
         self.pool = pool
         parameters = FloatBuffer(count: model.parameterCount)
