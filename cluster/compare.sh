@@ -11,7 +11,7 @@
 #                                [--sparsity-target RHO] [--sparsity-weight BETA] [--l1 LAMBDA]   (the sparse AE)
 # Examples:
 #   bash cluster/compare.sh --data data/digits.h5 --scale 0.0625 --latent 8 --encoder '[64]' --epochs 40
-#   bash cluster/compare.sh --data /work/shared/data/mnist.h5 --latent 16 --epochs 10 --np 2
+#   bash cluster/compare.sh --data /path/to/mnist.h5 --latent 16 --epochs 10 --np 2
 # The binary is $AEDIST (default .build/release/aedist; built here with `swift build -c release`
 # when missing). With --np N > 1 every command runs under `mpirun --bind-to none -np N`.
 set -euo pipefail

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Weak scaling of `aedist bench step` on the lent 16-core machine, next to the PyTorch peer
-# (../shared/peers/device_scaling.sh). No Swift there: build here with
+# (PEERS/device_scaling.sh). No Swift there: build here with
 #   swift build -c release --static-swift-stdlib --product aedist
 # and carry .build/release/aedist over (it links libmpi.so.40 and libhdf5_serial.so.103 dynamically).
 # MNIST VAE, per-rank batch 128, 1 thread per rank, np = 1, 2, 4, 8; then 1 rank x 2..16 threads.
@@ -17,8 +17,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-.}
 mkdir -p "$OUT"
 AEDIST=${AEDIST:-$here/.build/release/aedist}
-DATA=${DATA:-$here/../shared/data/mnist.h5}
-PEERS=${PEERS:-$here/../shared/peers}   # the PyTorch peer's scripts (device_scaling.sh expects ../data/mnist.h5 beside them)
+DATA=${DATA:?set DATA=/path/to/mnist.h5}
+PEERS=${PEERS:-}   # the PyTorch peer's scripts (device_scaling.sh expects ../data/mnist.h5 beside them)
 STEPS=${STEPS:-150}
 NPS=${NPS:-"1 2 4 8"}
 THREADS=${THREADS-"2 4 8 16"}   # empty: no thread sweep

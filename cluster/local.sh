@@ -17,10 +17,25 @@ while [ $# -gt 0 ]; do
 done
 bin="${AEDIST:-$here/../.build/release/aedist}"
 [ -x "$bin" ] || bin="$(bash "$here/setup.sh" release)"
+# Where libhdf5 finds filter plugins (lzf, from Debian's hdf5-plugin-lzf); a path set by the site stays.
+if [ -z "${HDF5_PLUGIN_PATH:-}" ]; then
+  for d in /usr/lib/*-linux-gnu/hdf5/serial/plugins; do if [ -d "$d" ]; then export HDF5_PLUGIN_PATH="$d"; fi; done
+fi
 # Open MPI refuses to run as root without these; harmless otherwise.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 cores=$(nproc)
 [ -n "$threads" ] || threads=$(( cores / np > 0 ? cores / np : 1 ))
 flags=(--bind-to none)
 [ "$np" -gt "$cores" ] && flags+=(--oversubscribe)
-exec mpirun "${flags[@]}" -np "$np" "$bin" train --threads "$threads" "$@"
+# Ctrl-C or SIGTERM sent to mpirun makes it exit 1 and SIGKILL the ranks a second after its
+# SIGTERM, possibly inside a checkpoint write. So mpirun runs in a session of its own (Ctrl-C does
+# not reach it) and this script passes SIGINT and SIGTERM on as SIGUSR1, which mpirun forwards:
+# every rank finishes its step, writes a checkpoint, and the job exits 75.
+trap 'kill -USR1 "$launcher" 2>/dev/null' INT TERM USR1
+setsid mpirun "${flags[@]}" -np "$np" "$bin" train --threads "$threads" "$@" &
+launcher=$!
+# `wait` returns early when a trapped signal arrives: wait again until mpirun has exited.
+status=0
+wait "$launcher" || status=$?
+while kill -0 "$launcher" 2>/dev/null; do status=0; wait "$launcher" || status=$?; done
+exit "$status"

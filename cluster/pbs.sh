@@ -14,6 +14,10 @@ CONFIG=${CONFIG:?pass -v CONFIG=configs/FILE.yaml}
 EXTRA=${EXTRA:-}
 THREADS=${THREADS:-4}
 # Site set-up, e.g.: module load openmpi/4.1 hdf5/1.10
+# Where libhdf5 finds filter plugins (lzf, from Debian's hdf5-plugin-lzf); a path set by the site stays.
+if [ -z "${HDF5_PLUGIN_PATH:-}" ]; then
+  for d in /usr/lib/*-linux-gnu/hdf5/serial/plugins; do if [ -d "$d" ]; then export HDF5_PLUGIN_PATH="$d"; fi; done
+fi
 AEDIST=${AEDIST:-$PWD/.build/release/aedist}
 np=$(wc -l < "$PBS_NODEFILE")
 
@@ -21,7 +25,7 @@ np=$(wc -l < "$PBS_NODEFILE")
 # forwards SIGUSR1 to the ranks, which checkpoint and exit 75.
 trap 'kill -USR1 "$launcher" 2>/dev/null' TERM USR1
 # shellcheck disable=SC2086
-mpirun -np "$np" --hostfile "$PBS_NODEFILE" --map-by "slot:PE=$THREADS" --bind-to core \
+mpirun -np "$np" ${HDF5_PLUGIN_PATH:+-x HDF5_PLUGIN_PATH} --hostfile "$PBS_NODEFILE" --map-by "slot:PE=$THREADS" --bind-to core \
   "$AEDIST" train --config "$CONFIG" --threads "$THREADS" $EXTRA &
 launcher=$!
 wait "$launcher"; status=$?

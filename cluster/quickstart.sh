@@ -12,4 +12,5 @@ Results in runs/digits-vae/:
   metrics.jsonl   one JSON object per logged step and per epoch's test evaluation
   checkpoints/    HDF5 checkpoints (inspect one: $bin inspect runs/digits-vae/checkpoints/<file>)
 Evaluate the last one: $bin eval --checkpoint "\$(ls runs/digits-vae/checkpoints/*.h5 | tail -1)"
+To type plain 'aedist' as README.md does: export PATH="$(dirname "$bin"):\$PATH"
 MSG

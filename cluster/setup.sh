@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what aedist needs that is missing (Debian/Ubuntu packages), then builds it.
 #   bash cluster/setup.sh [release|debug]      (default: release)
+# With AEDIST_PREFIX=DIR it also installs the binary as DIR/bin/aedist (put DIR/bin on PATH).
 # On a cluster with environment modules, load MPI and HDF5 instead and skip the apt step:
 #   AEDIST_SKIP_APT=1 bash cluster/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-release}
-packages="libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools pkg-config"
+packages="libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools hdf5-plugin-lzf liblzf1 pkg-config"
 if [ -z "${AEDIST_SKIP_APT:-}" ]; then
   missing=""
   for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
@@ -27,4 +28,9 @@ if ! swift build -c "$mode" --product aedist > .build/setup-build.log 2>&1; then
 fi
 bin="$(swift build -c "$mode" --show-bin-path)/aedist"
 [ -x "$bin" ] || { echo "setup: build failed (no $bin)" >&2; exit 1; }
+if [ -n "${AEDIST_PREFIX:-}" ]; then
+  install -D -m 755 "$bin" "$AEDIST_PREFIX/bin/aedist"
+  echo "setup: installed $AEDIST_PREFIX/bin/aedist" >&2
+  bin="$AEDIST_PREFIX/bin/aedist"
+fi
 echo "$bin"

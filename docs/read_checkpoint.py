@@ -64,7 +64,7 @@ def main():
     with h5py.File(data, "r") as f:
         raw = f[dataset][()]
     factor = (1 / 255 if raw.dtype.itemsize == 1 else 1.0) if scale == "auto" else float(scale)
-    x = raw.astype(np.float64) * factor
+    x = raw.reshape(len(raw), -1).astype(np.float64) * factor   # [N, d1, ..., dk] -> [N, d1*...*dk], as aedist
     code, logvar = encode(params, attrs, x)
     np.savez(out, code=code, logvar=logvar if logvar is not None else np.zeros(0), output=decode(params, attrs, code))
 

@@ -80,6 +80,8 @@ public protocol Communicator: AnyObject {
     func allreduceSum(_ values: inout [Double]) throws
     /// Element-wise maximum of integers across ranks.
     func allreduceMax(_ values: inout [Int64]) throws
+    /// Element-wise maximum of doubles across ranks (exact: a maximum does not round).
+    func allreduceMax(_ values: inout [Double]) throws
     /// Copies `byteCount` bytes from `root` to every rank.
     func broadcast(_ buffer: UnsafeMutableRawPointer, byteCount: Int, root: Int) throws
     func barrier() throws
@@ -126,6 +128,7 @@ public final class SingleProcess: Communicator {
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {}
     public func allreduceSum(_ values: inout [Double]) throws {}
     public func allreduceMax(_ values: inout [Int64]) throws {}
+    public func allreduceMax(_ values: inout [Double]) throws {}
     public func broadcast(_ buffer: UnsafeMutableRawPointer, byteCount: Int, root: Int) throws {}
     public func barrier() throws {}
     public func abort(_ message: String, exitCode: Int32) -> Never {

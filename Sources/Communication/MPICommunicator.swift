@@ -129,21 +129,16 @@ public final class MPICommunicator: Communicator {
                   "MPI_Allreduce")
     }
 
-    public func allreduceSum(_ values: inout [Double]) throws {
-        if size == 1 || values.isEmpty { return }
-        let n = Int32(values.count)
-        try values.withUnsafeMutableBufferPointer {
-            try check(MPI_Allreduce(aedist_in_place(), $0.baseAddress, n, aedist_double(), aedist_op_sum(), world),
-                      "MPI_Allreduce")
-        }
-    }
+    public func allreduceSum(_ values: inout [Double]) throws { try allreduce(&values, aedist_double(), aedist_op_sum()) }
+    public func allreduceMax(_ values: inout [Int64]) throws { try allreduce(&values, aedist_int64(), aedist_op_max()) }
+    public func allreduceMax(_ values: inout [Double]) throws { try allreduce(&values, aedist_double(), aedist_op_max()) }
 
-    public func allreduceMax(_ values: inout [Int64]) throws {
+    /// In-place element-wise `op` of `values` (of MPI type `type`) across ranks.
+    private func allreduce<T>(_ values: inout [T], _ type: MPI_Datatype, _ op: MPI_Op) throws {
         if size == 1 || values.isEmpty { return }
         let n = Int32(values.count)
         try values.withUnsafeMutableBufferPointer {
-            try check(MPI_Allreduce(aedist_in_place(), $0.baseAddress, n, aedist_int64(), aedist_op_max(), world),
-                      "MPI_Allreduce")
+            try check(MPI_Allreduce(aedist_in_place(), $0.baseAddress, n, type, op, world), "MPI_Allreduce")
         }
     }
 

@@ -44,7 +44,7 @@ public final class HDF5File: @unchecked Sendable {
         var st = stat()
         guard stat(path, &st) == 0 else {
             let e = errno
-            if e == ENOENT { throw fail("no such file; expected an HDF5 file") }
+            if e == ENOENT { throw fail("no such file\(relativePathNote(path)); expected an HDF5 file") }
             throw fail("cannot access the file (\(String(cString: strerror(e)))); expected a readable HDF5 file")
         }
         if (st.st_mode & S_IFMT) == S_IFDIR { throw fail("is a directory; expected an HDF5 file") }
@@ -342,6 +342,14 @@ public final class HDF5File: @unchecked Sendable {
 
     // MARK: Datasets: reading
 
+    /// Where Debian installs filter plugins for its serial libhdf5 (hdf5-plugin-lzf and others).
+    #if arch(arm64)
+    public static let pluginPath = "/usr/lib/aarch64-linux-gnu/hdf5/serial/plugins"
+    #else
+    public static let pluginPath = "/usr/lib/x86_64-linux-gnu/hdf5/serial/plugins"
+    #endif
+    private var defaultPluginPath: String { HDF5File.pluginPath }
+
     /// Checks that a dataset of `count` elements stored as `stored` is plausible before allocating
     /// `count * memoryElementSize` bytes: damaged files can claim absurd sizes.
     private func checkPlausible(_ did: hid_t, _ p: String, count: Int, stored: ElementType, memoryElementSize: Int) throws {
@@ -400,19 +408,21 @@ public final class HDF5File: @unchecked Sendable {
         }
     }
 
-    /// Reads a 2-D numeric dataset in its stored type into freshly allocated memory (for StoredMatrix).
+    /// Reads a numeric dataset `[samples, d1, ..., dk]` (k ≥ 1) in its stored type into freshly
+    /// allocated memory (for StoredMatrix): `samples` rows of d1·…·dk values, row-major as numpy's
+    /// reshape; `sampleShape` is [d1, ..., dk].
     func readMatrix(_ path: String, context expected: String) throws
-        -> (rows: Int, columns: Int, type: ElementType, bytes: UnsafeMutableRawPointer) {
+        -> (rows: Int, columns: Int, sampleShape: [Int], type: ElementType, bytes: UnsafeMutableRawPointer) {
         try withHDF5 {
             let p = normalisedObjectPath(path)
             let did = try openDataset(p, expected: expected)
             defer { H5Dclose(did) }
             let shape = try datasetShape(did, p)
-            guard shape.count == 2 else {
+            guard shape.count >= 2 else {
                 let what = shape.isEmpty ? "a scalar" : "\(shape.count)-D with shape \(describe(shape: shape))"
                 throw storageError(self.path, p, "is \(what); expected \(expected)")
             }
-            guard shape[0] > 0, shape[1] > 0 else {
+            guard shape.allSatisfy({ $0 > 0 }) else {
                 throw storageError(self.path, p, "has shape \(describe(shape: shape)) with no data; expected \(expected) with at least one row and one column")
             }
             let type = try datasetElementType(did, p)
@@ -425,9 +435,41 @@ public final class HDF5File: @unchecked Sendable {
             guard status >= 0 else {
                 let error = storageError(self.path, p, "reading the data failed (the file may be damaged)", hdf5: true)
                 bytes.deallocate()
+                try checkFilters(did, p)   // libhdf5 loads filter plugins on first use: ask after the read
                 throw error
             }
-            return (shape[0], shape[1], type, bytes)
+            return (shape[0], count / shape[0], Array(shape.dropFirst()), type, bytes)
+        }
+    }
+
+    /// The filters (compression) of a chunked dataset that this libhdf5 cannot apply, as one error
+    /// that names each and where to get it; libhdf5's own failure would only say "read failed".
+    /// Asked after a failed read: a plugin counts as available only once a read has loaded it.
+    private func checkFilters(_ did: hid_t, _ p: String) throws {
+        let dcpl = H5Dget_create_plist(did)
+        guard dcpl >= 0 else { return }
+        defer { H5Pclose(dcpl) }
+        let n = H5Pget_nfilters(dcpl)
+        guard n > 0 else { return }
+        var missing: [String] = []
+        for i in 0..<UInt32(n) {
+            var flags: UInt32 = 0, count = 8, config: UInt32 = 0
+            var values = [UInt32](repeating: 0, count: 8)
+            var name = [CChar](repeating: 0, count: 64)
+            let id = H5Pget_filter2(dcpl, i, &flags, &count, &values, name.count, &name, &config)
+            guard id >= 0, H5Zfilter_avail(id) <= 0 else { continue }
+            let label = String(cString: name)
+            switch id {
+            case 32000:
+                missing.append("lzf (filter 32000, h5py's compression='lzf'): install Debian's hdf5-plugin-lzf and liblzf1 (cluster/setup.sh does) and set HDF5_PLUGIN_PATH=\(defaultPluginPath) (the launchers in cluster/ set it)")
+            case 32001, 32004, 32008, 32015:
+                missing.append("\(label.isEmpty ? "filter" : label) (filter \(id)): a plugin from the hdf5plugin collection, found through HDF5_PLUGIN_PATH")
+            default:
+                missing.append("\(label.isEmpty ? "an unnamed filter" : "'\(label)'") (filter \(id)): its plugin is not installed or not on HDF5_PLUGIN_PATH")
+            }
+        }
+        if !missing.isEmpty {
+            throw storageError(self.path, p, "is compressed with a filter this HDF5 cannot read: " + missing.joined(separator: "; "))
         }
     }
 

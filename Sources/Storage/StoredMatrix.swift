@@ -1,12 +1,14 @@
 import CHDF5
 import Foundation
 
-/// A 2-D [rows, columns] numeric dataset held in memory in its stored element type (an 8-bit
+/// A numeric dataset [rows, d1, ..., dk] as a [rows, d1·…·dk] matrix, held in memory in its stored element type (an 8-bit
 /// dataset stays 8-bit). Immutable after `init` and makes no HDF5 calls afterwards, so any number of
 /// threads may call `gatherRows` and `firstNonFiniteRow` at once.
 public final class StoredMatrix: @unchecked Sendable {
     public let rows: Int
     public let columns: Int
+    /// The shape of one sample, [d1, ..., dk] ([columns] for a 2-D dataset).
+    public let sampleShape: [Int]
     public let elementType: ElementType
     /// "FILE:/path/in/file" (or "<memory>") for messages.
     public let source: String
@@ -14,15 +16,17 @@ public final class StoredMatrix: @unchecked Sendable {
     private let storage: UnsafeMutableRawPointer
 
     /// Loads the whole dataset. Errors name the file and dataset: missing file, not HDF5, path
-    /// absent, a group, not 2-D, zero rows or columns, a non-numeric type, damaged data.
+    /// absent, a group, fewer than 2 dimensions, zero rows or columns, a non-numeric type, a
+    /// compression filter that is not available, damaged data.
     public init(file: String, dataset: String) throws {
         let object = normalisedObjectPath(dataset)
-        let expected = "a 2-D numeric dataset [samples, features]"
+        let expected = "a numeric dataset [samples, features] or [samples, d1, ..., dk]"
         let f = try HDF5File(reading: file, context: object)
         defer { f.close() }
         let loaded = try f.readMatrix(object, context: expected)
         rows = loaded.rows
         columns = loaded.columns
+        sampleShape = loaded.sampleShape
         elementType = loaded.type
         source = "\(file):\(object)"
         storage = loaded.bytes
@@ -35,6 +39,7 @@ public final class StoredMatrix: @unchecked Sendable {
                      "StoredMatrix: \(floats.count) values given for \(rows) x \(columns)")
         self.rows = rows
         self.columns = columns
+        sampleShape = [columns]
         elementType = .float32
         source = "<memory>"
         storage = UnsafeMutableRawPointer.allocate(byteCount: max(1, floats.count) * 4, alignment: 16)
@@ -88,6 +93,35 @@ public final class StoredMatrix: @unchecked Sendable {
             for c in 0..<columns { dst[c] = src[c].floatValue * scale }
             dst += columns
         }
+    }
+
+    /// The smallest and largest stored value in rows `range` (exact for every integer type up to
+    /// 2^53; the data must be finite); nil for an empty range.
+    public func valueRange(rows range: Range<Int>) -> (min: Double, max: Double)? {
+        guard !range.isEmpty, columns > 0 else { return nil }
+        switch elementType {
+        case .int8: return valueRange(Int8.self, range)
+        case .uint8: return valueRange(UInt8.self, range)
+        case .int16: return valueRange(Int16.self, range)
+        case .uint16: return valueRange(UInt16.self, range)
+        case .int32: return valueRange(Int32.self, range)
+        case .uint32: return valueRange(UInt32.self, range)
+        case .int64: return valueRange(Int64.self, range)
+        case .uint64: return valueRange(UInt64.self, range)
+        case .float32: return valueRange(Float.self, range)
+        case .float64: return valueRange(Double.self, range)
+        }
+    }
+
+    private func valueRange<T: StorageScalar & Comparable>(_: T.Type, _ range: Range<Int>) -> (min: Double, max: Double) {
+        let base = UnsafePointer(storage.assumingMemoryBound(to: T.self))
+        let values = UnsafeBufferPointer(start: base + range.lowerBound * columns, count: range.count * columns)
+        var low = values[0], high = values[0]
+        for v in values {
+            if v < low { low = v }
+            if v > high { high = v }
+        }
+        return (low.doubleValue, high.doubleValue)
     }
 
     /// For float datasets: the first row holding a NaN or infinity, or nil. Integer types: nil.

@@ -69,46 +69,57 @@ public enum ObjectKind: Sendable { case group, dataset }
 public protocol StorageScalar {
     static var elementType: ElementType { get }
     var floatValue: Float { get }
+    var doubleValue: Double { get }
 }
 extension Int8: StorageScalar {
     public static var elementType: ElementType { .int8 }
     @inline(__always) public var floatValue: Float { Float(self) }
+    @inline(__always) public var doubleValue: Double { Double(self) }
 }
 extension UInt8: StorageScalar {
     public static var elementType: ElementType { .uint8 }
     @inline(__always) public var floatValue: Float { Float(self) }
+    @inline(__always) public var doubleValue: Double { Double(self) }
 }
 extension Int16: StorageScalar {
     public static var elementType: ElementType { .int16 }
     @inline(__always) public var floatValue: Float { Float(self) }
+    @inline(__always) public var doubleValue: Double { Double(self) }
 }
 extension UInt16: StorageScalar {
     public static var elementType: ElementType { .uint16 }
     @inline(__always) public var floatValue: Float { Float(self) }
+    @inline(__always) public var doubleValue: Double { Double(self) }
 }
 extension Int32: StorageScalar {
     public static var elementType: ElementType { .int32 }
     @inline(__always) public var floatValue: Float { Float(self) }
+    @inline(__always) public var doubleValue: Double { Double(self) }
 }
 extension UInt32: StorageScalar {
     public static var elementType: ElementType { .uint32 }
     @inline(__always) public var floatValue: Float { Float(self) }
+    @inline(__always) public var doubleValue: Double { Double(self) }
 }
 extension Int64: StorageScalar {
     public static var elementType: ElementType { .int64 }
     @inline(__always) public var floatValue: Float { Float(self) }
+    @inline(__always) public var doubleValue: Double { Double(self) }
 }
 extension UInt64: StorageScalar {
     public static var elementType: ElementType { .uint64 }
     @inline(__always) public var floatValue: Float { Float(self) }
+    @inline(__always) public var doubleValue: Double { Double(self) }
 }
 extension Float: StorageScalar {
     public static var elementType: ElementType { .float32 }
     @inline(__always) public var floatValue: Float { self }
+    @inline(__always) public var doubleValue: Double { Double(self) }
 }
 extension Double: StorageScalar {
     public static var elementType: ElementType { .float64 }
     @inline(__always) public var floatValue: Float { Float(self) }
+    @inline(__always) public var doubleValue: Double { Double(self) }
 }
 
 // MARK: - Serialisation of all HDF5 calls
@@ -125,8 +136,14 @@ func withHDF5<R>(_ body: () throws -> R) rethrows -> R {
     hdf5Lock.lock()
     defer { hdf5Lock.unlock() }
     _ = H5Eset_auto2(aedist_h5e_default(), nil, nil)
+    _ = lzfForPlugin
     return try body()
 }
+
+/// Debian's lzf filter plugin (hdf5-plugin-lzf) calls liblzf without naming it as a dependency,
+/// so libhdf5 cannot load it unless liblzf is already loaded with global symbols. Loading it here
+/// (when installed: liblzf1) makes h5py's compression='lzf' readable; without it nothing changes.
+private let lzfForPlugin: Bool = dlopen("liblzf.so.1", RTLD_NOW | RTLD_GLOBAL) != nil
 
 // MARK: - Error messages
 
@@ -162,6 +179,12 @@ func storageError(_ file: String, _ object: String?, _ message: String, hdf5: Bo
         text += " [HDF5: \(inner)]"
     }
     return StorageError(text)
+}
+
+/// For messages about a missing file: where a relative path was looked for.
+public func relativePathNote(_ path: String) -> String {
+    guard !path.hasPrefix("/") else { return "" }
+    return " (a relative path, resolved from the current directory \(FileManager.default.currentDirectoryPath))"
 }
 
 /// `/a/b` form of an object path: leading slash, no repeated or trailing slashes; "" is "/".

@@ -114,7 +114,7 @@ public struct StepBenchmark {
         if let perRankBatch { config.train.batchSize = perRankBatch * communicator.size }
         let c = config
         let threads = self.threads ?? defaultThreads(localRanks: communicator.localSize)
-        let (data, plan) = try agreeing(communicator) {
+        var (data, plan) = try agreeing(communicator) {
             let plan = try BatchPlan(config: c, worldSize: communicator.size)
             let data = try Datasets(config: c, checkValues: false)
             if data.train.rows < plan.global {
@@ -122,6 +122,7 @@ public struct StepBenchmark {
             }
             return (data, plan)
         }
+        config = try data.resolve(config, communicator: communicator)
         let pool = ComputePool(threads: threads)
         let training = TrainingStep(config: config, data: data, plan: plan, communicator: communicator, pool: pool)
         if let exactReduction { training.exactReduction = exactReduction }

@@ -19,15 +19,44 @@ public struct TrainingProgress: Equatable, Sendable {
     public var samplesSeen: Int64 = 0
 }
 
+/// What a run's record (`metrics.jsonl`, the progress lines) needs to continue after a resume as if
+/// the run had not stopped: which run it is, its time so far, and the logging window in progress.
+public struct RunRecord: Equatable, Sendable {
+    /// Names one run from its first step on; every checkpoint and metrics line carries it.
+    public var runID: String
+    /// Training seconds of the run so far, over all its invocations (metrics' `seconds`).
+    public var seconds: Double = 0
+    /// Sums over the steps since the last logged line (they continue after a resume).
+    public var window = LogWindow()
+
+    /// A new run's id: its start time (UTC) and 32 random bits, e.g. 20261203T131500Z-3f9a2c01.
+    public static func newRunID() -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        return formatter.string(from: Date()) + "-" + String(format: "%08x", UInt32.random(in: 0...UInt32.max))
+    }
+}
+
+/// Loss sums over the steps since the last logged line.
+public struct LogWindow: Equatable, Sendable {
+    public var loss = 0.0, reconstruction = 0.0, kl = 0.0, seconds = 0.0
+    public var steps = 0
+}
+
 public struct Checkpoint {
     public let path: String
     public let config: RunConfig
     public let progress: TrainingProgress
     public let worldSize: Int
+    /// Empty run id: a checkpoint written before run ids existed.
+    public let record: RunRecord
 
     /// Writes parameters, optimizer state and progress to `path` atomically.
     public static func write(to path: String, config: RunConfig, model: Autoencoder, parameters: FloatBuffer,
-                             optimizer: Optimizer, progress: TrainingProgress, worldSize: Int) throws {
+                             optimizer: Optimizer, progress: TrainingProgress, record: RunRecord, sampleShape: [Int],
+                             worldSize: Int) throws {
         try writeAtomically(to: path, sealed: true) { file in
             try file.setAttribute("format", CheckpointFormat.name)
             try file.setAttribute("format_version", CheckpointFormat.version)
@@ -41,6 +70,14 @@ public struct Checkpoint {
             try file.setAttribute("output", model.spec.output.rawValue)
             try file.setAttribute("parameter_count", Int64(model.parameterCount))
             try file.setAttribute("world_size", Int64(worldSize))
+            try file.setAttribute("sample_shape", sampleShape.map { Int64($0) })
+            try file.setAttribute("run_id", record.runID)
+            try file.setAttribute("run_seconds", record.seconds)
+            try file.setAttribute("log_window_loss", record.window.loss)
+            try file.setAttribute("log_window_recon", record.window.reconstruction)
+            try file.setAttribute("log_window_kl", record.window.kl)
+            try file.setAttribute("log_window_seconds", record.window.seconds)
+            try file.setAttribute("log_window_steps", Int64(record.window.steps))
             try file.createGroup("/model")
             for t in model.tensors {
                 try file.write(UnsafeBufferPointer(parameters[t]), shape: t.shape, to: "/model/\(t.name)")
@@ -76,6 +113,16 @@ public struct Checkpoint {
                                     epoch: Int(try file.int64Attribute("epoch")),
                                     samplesSeen: try file.int64Attribute("samples_seen"))
         worldSize = Int(try file.int64Attribute("world_size"))
+        var record = RunRecord(runID: file.hasAttribute("run_id") ? try file.stringAttribute("run_id") : "")
+        if file.hasAttribute("run_seconds") {
+            record.seconds = try file.doubleAttribute("run_seconds")
+            record.window = LogWindow(loss: try file.doubleAttribute("log_window_loss"),
+                                      reconstruction: try file.doubleAttribute("log_window_recon"),
+                                      kl: try file.doubleAttribute("log_window_kl"),
+                                      seconds: try file.doubleAttribute("log_window_seconds"),
+                                      steps: Int(try file.int64Attribute("log_window_steps")))
+        }
+        self.record = record
     }
 
     /// Loads parameters (and optimizer state, when given) into buffers laid out for `model`.
@@ -125,17 +172,40 @@ public struct CheckpointDirectory {
         }.sorted { $0.0 > $1.0 }
     }
 
-    /// The newest checkpoint that opens and validates; broken ones are reported through `warn` and skipped.
-    public func newestValid(warn: (String) -> Void) -> Checkpoint? {
-        for (_, file) in list() {
-            do { return try Checkpoint(path: file) }
-            catch { warn("warning: skipping checkpoint '\(file)': \(error)") }
+    /// The run id of each checkpoint that opens ("" for one written before run ids), newest first;
+    /// damaged files are left out.
+    public func runs() -> [(step: Int, path: String, runID: String)] {
+        list().compactMap { entry in
+            (try? Checkpoint(path: entry.path)).map { (entry.step, entry.path, $0.record.runID) }
         }
-        return nil
     }
 
-    /// Keeps the newest `keep` checkpoints.
-    public func prune(keep: Int) {
-        for (_, file) in list().dropFirst(keep) { try? FileManager.default.removeItem(atPath: file) }
+    /// Keeps the newest `keep` checkpoints of run `runID` and removes its older ones, oldest first;
+    /// never touches another run's checkpoint (nor a damaged file, whose run is unknown).
+    public func prune(keep: Int, runID: String) {
+        let own = runs().filter { $0.runID == runID }
+        for entry in own.dropFirst(keep).reversed() { try? FileManager.default.removeItem(atPath: entry.path) }
+    }
+
+    /// Moves every checkpoint, and the run's `metrics.jsonl` and `config.yaml`, into
+    /// `RUN_DIR/previous/STAMP/` (nothing is deleted); returns that folder.
+    public func moveAside(runDirectory: String) throws -> String {
+        let stamp = String(RunRecord.newRunID().prefix(16))
+        var target = runDirectory + "/previous/" + stamp
+        var n = 1
+        while FileManager.default.fileExists(atPath: target) { n += 1; target = runDirectory + "/previous/\(stamp)-\(n)" }
+        let fm = FileManager.default
+        do {
+            try fm.createDirectory(atPath: target + "/checkpoints", withIntermediateDirectories: true)
+            for (_, file) in list() {
+                try fm.moveItem(atPath: file, toPath: target + "/checkpoints/" + URL(fileURLWithPath: file).lastPathComponent)
+            }
+            for name in ["metrics.jsonl", "config.yaml"] where fm.fileExists(atPath: runDirectory + "/" + name) {
+                try fm.moveItem(atPath: runDirectory + "/" + name, toPath: target + "/" + name)
+            }
+        } catch {
+            throw ConfigError("run_dir '\(runDirectory)': moving the earlier run into '\(target)' failed: \(error.localizedDescription)")
+        }
+        return target
     }
 }

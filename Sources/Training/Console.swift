@@ -8,7 +8,14 @@ public final class Console: @unchecked Sendable {
 
     public init(rank: Int) {
         enabled = rank == 0
-        isTerminal = isatty(STDOUT_FILENO) != 0
+        isTerminal = isatty(STDOUT_FILENO) != 0 && !Console.underLauncher
+    }
+
+    /// mpirun (and srun) give each rank a pseudo-terminal even when their own output goes to a
+    /// file, so a rank cannot tell whether a person is watching: under a launcher, plain lines.
+    static var underLauncher: Bool {
+        let env = ProcessInfo.processInfo.environment
+        return ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"].contains { env[$0] != nil }
     }
 
     /// A line of progress (on a terminal it redraws in place when `live`).
@@ -63,6 +70,21 @@ final class MetricsLog {
     }
     func append(_ object: [String: Any]) {
         handle?.write(Data((Console.encode(object) + "\n").utf8))
+    }
+
+    /// Cuts `path` back to what a run that continues from `step` must keep: the lines of run
+    /// `runID` (or of no run id, written before ids existed) up to that step. Lines logged after
+    /// the checkpoint would otherwise appear twice. Step 0 empties the file (a new run).
+    static func cut(path: String, toStep step: Int, runID: String) throws {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
+        let kept = text.split(separator: "\n").filter { line in
+            guard step > 0, let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else { return false }
+            let id = object["run_id"] as? String
+            return (id == nil || id == runID) && ((object["step"] as? Int).map { $0 <= step } ?? false)
+        }
+        guard kept.count != text.split(separator: "\n").count else { return }
+        do { try kept.map { $0 + "\n" }.joined().write(toFile: path, atomically: true, encoding: .utf8) }
+        catch { throw ConfigError("run directory: cannot rewrite '\(path)': \(error.localizedDescription)") }
     }
     deinit { try? handle?.close() }
 }

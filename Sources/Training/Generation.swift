@@ -17,12 +17,18 @@ public struct DataSplit {
     public let scale: Float
 
     /// Opens `dataPath` (default: the model's data file) at `split` (train, test, or a dataset path;
-    /// default the test set, else train) with the model's scale.
+    /// default the test set, else train) with the model's scale (a trained model's configuration
+    /// holds the number its run resolved `auto` to).
     public init(config: RunConfig, dataPath: String?, split: String?) throws {
-        file = dataPath ?? config.data.path
         dataset = datasetPath(split: split, config: config)
+        file = dataFile(split: split, config: config, dataPath: dataPath)
         matrix = try StoredMatrix(file: file, dataset: dataset)
-        scale = config.data.scale ?? Datasets.automaticScale(matrix.elementType)
+        scale = config.data.scale ?? Datasets.earlierAutomaticScale(matrix.elementType)
+    }
+
+    /// The picture shape of one row: the data's own N-D shape, else the model's `data.image_shape`.
+    public func pictureShape(config: RunConfig) -> [Int]? {
+        matrix.sampleShape.count >= 2 ? matrix.sampleShape : config.data.imageShape
     }
 
     /// Labels beside the images (`train/images` → `train/labels`), when the file has them for every row.

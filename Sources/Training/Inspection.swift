@@ -64,6 +64,14 @@ public func loadModel(checkpointPath: String, features: Int) throws -> LoadedMod
     return LoadedModel(path: checkpointPath, config: checkpoint.config, model: model, parameters: parameters)
 }
 
+/// The file a split lives in: `--data` when given, else the test split's `data.test_path` (when
+/// set) or `data.path`.
+func dataFile(split: String?, config: RunConfig, dataPath: String?) -> String {
+    if let dataPath { return dataPath }
+    let isTest = split == "test" || (split == nil && config.data.test != nil)
+    return isTest ? (config.data.testPath ?? config.data.path) : config.data.path
+}
+
 /// Resolves `--split` against a configuration: "train", "test", or a dataset path.
 func datasetPath(split: String?, config: RunConfig) -> String {
     switch split {
@@ -80,11 +88,11 @@ public func evaluateCheckpoint(path: String, dataPath: String?, split: String?, 
     let pool = ComputePool(threads: threads ?? defaultThreads(localRanks: communicator.localSize))
     let (loaded, data, scale, name) = try agreeing(communicator) { () -> (LoadedModel, StoredMatrix, Float, String) in
         let config = try modelFileConfig(path: path)
-        let file = dataPath ?? config.data.path
+        let file = dataFile(split: split, config: config, dataPath: dataPath)
         let name = datasetPath(split: split, config: config)
         let data = try StoredMatrix(file: file, dataset: name)
         let loaded = try loadModel(checkpointPath: path, features: data.columns)
-        let scale = config.data.scale ?? Datasets.automaticScale(data.elementType)
+        let scale = config.data.scale ?? Datasets.earlierAutomaticScale(data.elementType)
         if importanceSamples != nil, loaded.model.spec.kind != .vae {
             throw ConfigError("--importance-samples: '\(path)' holds a model of kind '\(loaded.model.spec.kind.rawValue)'; the importance-sampled likelihood needs a VAE")
         }

@@ -18,10 +18,26 @@ public struct ImageShape: Equatable, Sendable {
 
     public init(height: Int, width: Int) { self.height = height; self.width = width }
 
-    /// `override` (from --image-shape) or the data file's `image_shape` root attribute (int64 [H, W]);
-    /// H·W must equal the number of features.
-    public static func resolve(override: String?, dataFile: String, features: Int) throws -> ImageShape {
+    /// A grayscale picture of a sample shaped `dims`: [H, W], or with a channel axis of 1 before
+    /// or after ([H, W, 1] as Keras writes, [1, H, W] as PyTorch does); nil for anything else.
+    public init?(sampleShape dims: [Int]) {
+        var d = dims
+        if d.count == 3, d[2] == 1 { d.removeLast() } else if d.count == 3, d[0] == 1 { d.removeFirst() }
+        guard d.count == 2, d[0] > 0, d[1] > 0 else { return nil }
+        height = d[0]; width = d[1]
+    }
+
+    /// `override` (from --image-shape), else `known` (a trained model's `data.image_shape`, or an
+    /// N-D dataset's own sample shape), else the data file's `image_shape` root attribute (int64
+    /// [H, W]); H·W must equal the number of features.
+    public static func resolve(override: String?, known: [Int]? = nil, dataFile: String, features: Int) throws -> ImageShape {
         let shape: ImageShape
+        if override == nil, let known {
+            guard let picture = ImageShape(sampleShape: known), picture.height * picture.width == features else {
+                throw ConfigError("samples of shape \(known) are not drawn as grayscale pictures (only [H, W], [H, W, 1] and [1, H, W] are); give the picture size with --image-shape HxW (H·W = \(features))")
+            }
+            return picture
+        }
         if let override {
             shape = try ImageShape(parsing: override)
             guard shape.height * shape.width == features else {
@@ -139,7 +155,8 @@ public enum Pictures {
     ]
 
     /// A scatter plot of 2-D points on a white square, each a 3×3 dot in its label's colour (black
-    /// without labels); a legend of the label colours (0, 1, 2, ... left to right) along the top edge.
+    /// without labels); along the top edge a legend: each label's colour swatch and its value
+    /// written beside it (the first ten labels in order; colours repeat beyond ten).
     public static func map(points: [(Double, Double)], labels: [Int]?, size: Int = 512) -> PixelImage {
         var image = PixelImage(width: size, height: size, channels: 3, fill: 255)
         guard !points.isEmpty else { return image }
@@ -155,12 +172,39 @@ public enum Pictures {
             let cx = place(p.0, x0, x1), cy = size - 1 - place(p.1, y0, y1)
             for dy in -1...1 { for dx in -1...1 { image.set(x: cx + dx, y: cy + dy, colour) } }
         }
-        if let labels, let top = labels.max(), top >= 0 {
-            for l in 0...min(top, 9) {
-                for dy in 2..<10 { for dx in 0..<8 { image.set(x: 4 + l * 12 + dx, y: dy, palette[l]) } }
+        if let labels {
+            var x = 4
+            for label in Array(Set(labels)).sorted().prefix(10) {
+                let colour = palette[((label % 10) + 10) % 10]
+                for dy in 3..<13 { for dx in 0..<10 { image.set(x: x + dx, y: dy, colour) } }
+                x += 13
+                x = drawText(String(label), into: &image, x: x, y: 3) + 9
             }
         }
         return image
+    }
+
+    /// 3×5 glyphs of the digits and '-', one row of 3 bits per line (top first).
+    private static let glyphs: [Character: [UInt8]] = [
+        "0": [7, 5, 5, 5, 7], "1": [2, 6, 2, 2, 7], "2": [7, 1, 7, 4, 7], "3": [7, 1, 3, 1, 7],
+        "4": [5, 5, 7, 1, 1], "5": [7, 4, 7, 1, 7], "6": [7, 4, 7, 5, 7], "7": [7, 1, 2, 2, 2],
+        "8": [7, 5, 7, 5, 7], "9": [7, 5, 7, 1, 7], "-": [0, 0, 7, 0, 0],
+    ]
+
+    /// Writes `text` (digits and '-') in black at twice the glyph size with its top-left at (x, y);
+    /// returns the x just past it.
+    static func drawText(_ text: String, into image: inout PixelImage, x: Int, y: Int) -> Int {
+        var left = x
+        for character in text {
+            guard let rows = glyphs[character] else { continue }
+            for (r, bits) in rows.enumerated() {
+                for c in 0..<3 where bits & (4 >> c) != 0 {
+                    for dy in 0..<2 { for dx in 0..<2 { image.set(x: left + 2 * c + dx, y: y + 2 * r + dy, [0, 0, 0]) } }
+                }
+            }
+            left += 8
+        }
+        return left
     }
 
     /// 2-D coordinates of `rows` codes of `width` values: the codes themselves when width is 2 (1: the

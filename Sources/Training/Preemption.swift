@@ -1,5 +1,6 @@
-// SIGTERM / SIGUSR1 (what Slurm sends before a time limit with --signal) ask the run to stop after
-// the current step; the handler only sets a flag that the training loop reads.
+// SIGTERM / SIGUSR1 (what Slurm sends before a time limit with --signal) and SIGINT (Ctrl-C) ask
+// the run to stop after the current step and write a checkpoint; the handler only sets a flag that
+// the training loop reads.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,6 +16,7 @@ public enum Preemption {
         let handler: @convention(c) (Int32) -> Void = { sig in stopSignal = sig }
         signal(SIGTERM, handler)
         signal(SIGUSR1, handler)
+        signal(SIGINT, handler)
     }
 
     /// The signal received so far, or 0.

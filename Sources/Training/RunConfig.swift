@@ -1,7 +1,8 @@
-// The run configuration (SPEC.md "Run configuration"): defaults, the YAML file, `--set` overrides,
+// The run configuration: defaults, the YAML file, `--set` overrides,
 // and validation that names the file, key and value of every mistake.
 import Foundation
 import Models
+import Storage
 import Yams
 
 public struct ConfigError: Error, CustomStringConvertible {
@@ -13,7 +14,13 @@ public struct DataSettings: Equatable, Sendable {
     public var path = "data/digits.h5"
     public var train = "train/images"
     public var test: String? = "test/images"
-    /// nil: automatic (1/255 for 8-bit integer data, else 1).
+    /// The file of the test split; nil: `path`.
+    public var testPath: String? = nil
+    /// One sample's picture shape, [H, W] or [H, W, C]: given for 2-D datasets, or nil; a trained
+    /// run holds the resolved one (an N-D dataset's own trailing shape, or the file's image_shape).
+    public var imageShape: [Int]? = nil
+    /// nil: automatic (integer data: 1 / the train split's maximum; floats: 1); a trained run
+    /// holds the number it resolved to.
     public var scale: Float? = nil
 }
 
@@ -21,7 +28,8 @@ public struct TrainSettings: Equatable, Sendable {
     public var epochs = 10
     public var maxSteps: Int? = nil
     public var batchSize = 128
-    public var microBatch = 16
+    /// nil: automatic (`automaticMicroBatch`); else a divisor of the batch.
+    public var microBatch: Int? = nil
     /// true: results do not depend on the rank or thread count (docs/determinism.md), about 10 %
     /// slower at np = 2; false: the library's allreduce and one chain per rank.
     public var exactReduction = true
@@ -36,6 +44,20 @@ public struct TrainSettings: Equatable, Sendable {
     public var keepCheckpoints = 3
     /// Rescale the gradient when its global L2 norm exceeds this (nil: no clipping).
     public var clipGradNorm: Float? = nil
+
+    /// The micro-batch in use: the configured one, or the automatic one for this batch.
+    public var resolvedMicroBatch: Int { microBatch ?? TrainSettings.automaticMicroBatch(batchSize: batchSize) }
+
+    /// `micro_batch: auto`: the batch divided by the largest power of two that divides it and
+    /// leaves micro-batches of at least 16 rows (smaller ones make the weight-gradient products
+    /// short). It depends on the batch alone, so every rank count gets the same tree of sums; the
+    /// rank counts that split it are the powers of two up to batch / micro-batch. Batch 128 gives
+    /// 16 (np 1 to 8), 100 gives 25 (np 1, 2, 4), 250 gives 125 (np 1, 2), 1000 gives 125 (np 1 to 8).
+    public static func automaticMicroBatch(batchSize b: Int) -> Int {
+        var m = b
+        while m % 2 == 0 && m / 2 >= 16 { m /= 2 }
+        return m
+    }
 }
 
 public struct RunConfig: Equatable, Sendable {
@@ -61,12 +83,14 @@ public struct RunConfig: Equatable, Sendable {
       path: data/digits.h5
       train: train/images
       test: test/images
+      test_path: null
       scale: auto
+      image_shape: null
     train:
       epochs: 10
       max_steps: null
       batch_size: 128
-      micro_batch: 16
+      micro_batch: auto
       exact_reduction: true
       overlap_reduction: true
       optimizer: adam
@@ -87,7 +111,7 @@ public struct RunConfig: Equatable, Sendable {
         var origins: [String: String] = [:]
         if let file {
             guard let data = FileManager.default.contents(atPath: file) else {
-                throw ConfigError("config file '\(file)': cannot be read (does it exist?)")
+                throw ConfigError("config file '\(file)': cannot be read (does it exist?\(relativePathNote(file)))")
             }
             guard let text = String(data: data, encoding: .utf8) else {
                 throw ConfigError("config file '\(file)': not UTF-8 text")
@@ -149,11 +173,16 @@ public struct RunConfig: Equatable, Sendable {
         data.path = try r.string("data.path")
         data.train = try r.string("data.train")
         data.test = try r.optionalString("data.test")
+        data.testPath = try r.optionalString("data.test_path")
         data.scale = try r.scale("data.scale")
+        data.imageShape = try r.optionalIntList("data.image_shape", minimum: 1)
+        if let shape = data.imageShape, !(2...3).contains(shape.count) {
+            throw r.error("data.image_shape", "[height, width] or [height, width, channels], or null")
+        }
         train.epochs = try r.int("train.epochs", minimum: 1)
         train.maxSteps = try r.optionalInt("train.max_steps", minimum: 1)
         train.batchSize = try r.int("train.batch_size", minimum: 1)
-        train.microBatch = try r.int("train.micro_batch", minimum: 1)
+        train.microBatch = try r.automaticInt("train.micro_batch", minimum: 1)
         train.exactReduction = try r.bool("train.exact_reduction")
         train.overlapReduction = try r.bool("train.overlap_reduction")
         train.optimizer.kind = try r.choice("train.optimizer", OptimizerKind.self)
@@ -170,8 +199,8 @@ public struct RunConfig: Equatable, Sendable {
             let name = file.map { URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent } ?? "default"
             runDirectory = "runs/\(name)"
         }
-        if train.batchSize % train.microBatch != 0 {
-            throw r.error("train.micro_batch", "a divisor of train.batch_size (\(train.batchSize))")
+        if let m = train.microBatch, train.batchSize % m != 0 {
+            throw r.error("train.micro_batch", "auto or a divisor of train.batch_size (\(train.batchSize))")
         }
     }
 
@@ -198,12 +227,14 @@ public struct RunConfig: Equatable, Sendable {
           path: \(quoted(data.path))
           train: \(quoted(data.train))
           test: \(data.test.map(quoted) ?? "null")
+          test_path: \(data.testPath.map(quoted) ?? "null")
           scale: \(data.scale.map(number) ?? "auto")
+          image_shape: \(data.imageShape.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" } ?? "null")
         train:
           epochs: \(train.epochs)
           max_steps: \(train.maxSteps.map(String.init) ?? "null")
           batch_size: \(train.batchSize)
-          micro_batch: \(train.microBatch)
+          micro_batch: \(train.microBatch.map(String.init) ?? "auto")
           exact_reduction: \(train.exactReduction)
           overlap_reduction: \(train.overlapReduction)
           optimizer: \(train.optimizer.kind.rawValue)
@@ -217,6 +248,33 @@ public struct RunConfig: Equatable, Sendable {
         run_dir: \(quoted(runDirectory))
 
         """
+    }
+
+    /// Keys a resumed run may change (one log line lists them, old → new); every other key must
+    /// equal the checkpoint's, since it changes the model, the data or the order of the steps.
+    public static let changeableOnResume: Set<String> = [
+        "train.epochs", "train.max_steps", "train.lr", "train.momentum", "model.kl_weight",
+        "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.overlap_reduction",
+        "data.path", "data.test", "data.test_path", "data.image_shape", "run_dir",
+    ]
+
+    /// The keys whose values differ between `self` and `other`, sorted, with both values as
+    /// written in the resolved YAML.
+    public func differences(from other: RunConfig) -> [(key: String, mine: String, theirs: String)] {
+        guard let a = try? RunConfig.flatten(text: yaml, origin: "configuration"),
+              let b = try? RunConfig.flatten(text: other.yaml, origin: "configuration") else { return [] }
+        func text(_ node: Node?) -> String {
+            guard let node else { return "nothing" }
+            switch node {
+            case .scalar(let s): return s.string
+            case .sequence(let s): return "[" + s.map { text($0) }.joined(separator: ", ") + "]"
+            default: return (try? Yams.serialize(node: node).trimmingCharacters(in: .whitespacesAndNewlines)) ?? "?"
+            }
+        }
+        return Set(a.keys).union(b.keys).sorted().compactMap { key in
+            let (x, y) = (text(a[key]), text(b[key]))
+            return x == y ? nil : (key, x, y)
+        }
     }
 
     /// Reads a configuration from YAML text (the resolved form in a checkpoint).
@@ -373,6 +431,16 @@ struct ValueReader {
             return out
         }
         throw error(key, "a list of integers ≥ \(minimum), like [512, 256] ([] for none)")
+    }
+
+    /// `auto` (nil) or an integer.
+    func automaticInt(_ key: String, minimum: Int) throws -> Int? {
+        if let n = values[key], case .scalar(let s) = n, s.string == "auto" { return nil }
+        do { return try int(key, minimum: minimum) } catch { throw self.error(key, "auto or an integer ≥ \(minimum)") }
+    }
+
+    func optionalIntList(_ key: String, minimum: Int) throws -> [Int]? {
+        isNull(values[key]) ? nil : try intList(key, minimum: minimum)
     }
 
     func scale(_ key: String) throws -> Float? {

@@ -13,6 +13,9 @@ public enum ResumeMode: Equatable, Sendable {
 
 public struct TrainOptions: Sendable {
     public var resume: ResumeMode = .auto
+    /// With `.never` on a run directory that holds checkpoints: move the earlier run into
+    /// `RUN_DIR/previous/STAMP/` first (without it, such a start is refused).
+    public var archivePrevious = false
     /// Threads per rank; nil: this rank's share of the cores it may run on.
     public var threads: Int? = nil
     public init() {}
@@ -21,6 +24,7 @@ public struct TrainOptions: Sendable {
 public struct TrainSummary {
     public var status: String
     public var step: Int
+    /// The epoch of the last step, 1-based as in the progress lines (0 before any step).
     public var epoch: Int
     public var trainLoss: Double?
     public var testLoss: Double?
@@ -35,6 +39,16 @@ public struct TrainSummary {
          "train_loss": trainLoss.map { $0 as Any } ?? NSNull(), "test_loss": testLoss.map { $0 as Any } ?? NSNull(),
          "samples_per_second": samplesPerSecond, "world_size": worldSize, "threads_per_rank": threadsPerRank,
          "checkpoint": checkpoint.map { $0 as Any } ?? NSNull(), "wall_seconds": wallSeconds]
+    }
+
+    /// The environment variable naming a file for a copy of the summary: launchers read it after
+    /// mpirun has exited, since mpirun's own exit status does not carry the run's (75 on a stop).
+    public static let fileVariable = "AEDIST_SUMMARY_FILE"
+
+    func writeIfRequested() throws {
+        guard let path = ProcessInfo.processInfo.environment[TrainSummary.fileVariable], !path.isEmpty else { return }
+        do { try (Console.encode(json) + "\n").write(toFile: path, atomically: true, encoding: .utf8) }
+        catch { throw ConfigError("\(TrainSummary.fileVariable) '\(path)': cannot write the summary: \(error.localizedDescription)") }
     }
 }
 
@@ -62,19 +76,26 @@ public struct BatchPlan: Equatable {
     public let microBatch: Int
 
     public init(config: RunConfig, worldSize: Int) throws {
-        let b = config.train.batchSize, m = config.train.microBatch
-        guard b % worldSize == 0 else {
-            throw ConfigError("train.batch_size \(b) does not divide evenly across \(worldSize) ranks: use a multiple of \(worldSize) (it is the global batch)")
+        let b = config.train.batchSize, m = config.train.resolvedMicroBatch
+        if let problem = BatchPlan.problem(batch: b, microBatch: m, exact: config.train.exactReduction, ranks: worldSize) {
+            let working = (1...min(b, 4096)).filter { BatchPlan.problem(batch: b, microBatch: m, exact: config.train.exactReduction, ranks: $0) == nil }
+            let shown = working.prefix(12).map(String.init).joined(separator: ", ") + (working.count > 12 ? ", ..." : "")
+            let micro = config.train.microBatch == nil ? "micro_batch auto = \(m)" : "micro_batch \(m)"
+            throw ConfigError("\(worldSize) ranks cannot split train.batch_size \(b) (\(micro)): \(problem). Rank counts that work for this batch: \(shown); or change train.batch_size (the global batch)")
         }
-        let per = b / worldSize
-        guard per % m == 0 else {
-            throw ConfigError("train.micro_batch \(m) does not divide the per-rank batch \(per) (train.batch_size \(b) / \(worldSize) ranks): choose a micro_batch that divides \(per)")
-        }
+        global = b; perRank = b / worldSize; microBatch = m
+    }
+
+    /// Why `ranks` ranks cannot split a global batch into micro-batches, or nil when they can.
+    static func problem(batch b: Int, microBatch m: Int, exact: Bool, ranks: Int) -> String? {
+        guard b % ranks == 0 else { return "it does not divide evenly by \(ranks)" }
+        let per = b / ranks
+        guard per % m == 0 else { return "the per-rank batch \(per) is not a whole number of micro-batches of \(m)" }
         let leaves = per / m
-        if config.train.exactReduction && worldSize > 1 && leaves & (leaves - 1) != 0 {
-            throw ConfigError("each rank gets \(leaves) micro-batches (train.batch_size \(b) / \(worldSize) ranks / micro_batch \(m)); with several ranks this must be a power of two so results do not depend on the rank count (docs/determinism.md)")
+        if exact && ranks > 1 && leaves & (leaves - 1) != 0 {
+            return "each rank would get \(leaves) micro-batches, and with several ranks that must be a power of two so that results do not depend on the rank count (docs/determinism.md)"
         }
-        global = b; perRank = per; microBatch = m
+        return nil
     }
 }
 
@@ -83,7 +104,7 @@ public final class Trainer {
     let communicator: Communicator
     let console: Console
     let pool: ComputePool
-    let data: Datasets
+    var data: Datasets
     let plan: BatchPlan
     /// The model, its buffers and the step itself (shared with `aedist bench step`).
     let training: TrainingStep
@@ -93,11 +114,15 @@ public final class Trainer {
     let evaluationWorkspace: Workspace
     let checkpoints: CheckpointDirectory
     var progress = TrainingProgress()
+    /// Rank 0's record of the run (the other ranks keep theirs but never log).
+    var record = RunRecord(runID: "")
     var lastCheckpoint: String?
     let threads: Int
+    /// Settings changed since the checkpoint resumed from, "key old → new" (rank 0).
+    var changedOnResume: [String] = []
 
-    public init(config: RunConfig, options: TrainOptions, communicator: Communicator) throws {
-        self.config = config
+    public init(config unresolved: RunConfig, options: TrainOptions, communicator: Communicator) throws {
+        let config = unresolved
         self.communicator = communicator
         console = Console(rank: communicator.rank)
         threads = options.threads ?? defaultThreads(localRanks: communicator.localSize)
@@ -117,9 +142,10 @@ public final class Trainer {
             if rank == 0 { try Trainer.prepareRunDirectory(c) }
             return (data, plan)
         }
-        training = TrainingStep(config: config, data: data, plan: plan, communicator: communicator, pool: pool)
+        self.config = try data.resolve(config, communicator: communicator)
+        training = TrainingStep(config: self.config, data: data, plan: plan, communicator: communicator, pool: pool)
         evaluationWorkspace = Workspace(model: training.model, capacity: 256)
-        try start(resume: options.resume)
+        try start(resume: options.resume, archivePrevious: options.archivePrevious)
     }
 
     static func prepareRunDirectory(_ config: RunConfig) throws {
@@ -135,43 +161,73 @@ public final class Trainer {
     }
 
     /// Initialises from the seed, or resumes from a checkpoint chosen on rank 0; then every rank
-    /// takes rank 0's parameters, optimizer state and progress.
-    private func start(resume: ResumeMode) throws {
+    /// takes rank 0's parameters, optimizer state and progress. A run directory holds one run:
+    /// starting a new run where another's checkpoints are is refused unless they are moved aside.
+    private func start(resume: ResumeMode, archivePrevious: Bool) throws {
         let c = config
         let chosen: String = try agreeing(communicator) {
             guard communicator.isRoot else { return "" }
             for name in removeStrayTemporaryFiles(in: checkpoints.path) {
                 console.warn("warning: removed unfinished checkpoint '\(checkpoints.path)/\(name)' left by an interrupted write")
             }
-            try c.yaml.write(toFile: c.runDirectory + "/config.yaml", atomically: true, encoding: .utf8)
+            let chosen: String
             switch resume {
             case .never:
-                model.initialise(parameters, seed: c.train.seed)
-                return ""
+                if let newest = checkpoints.list().first {
+                    guard archivePrevious else {
+                        throw ConfigError("run_dir '\(c.runDirectory)' already holds checkpoints (newest: \(newest.path)); --resume never would start a second run beside them. To start fresh: give another --run-dir, or add --archive-previous to move the earlier run's checkpoints, metrics.jsonl and config.yaml into \(c.runDirectory)/previous/ (nothing is deleted); or --resume auto to continue it")
+                    }
+                    let target = try checkpoints.moveAside(runDirectory: c.runDirectory)
+                    console.progress("aedist: moved the earlier run in \(c.runDirectory) into \(target)")
+                }
+                chosen = ""
             case .path(let path):
-                let checkpoint = try Checkpoint(path: path)
-                try load(checkpoint)
-                return path
+                try load(try Checkpoint(path: path))
+                let others = checkpoints.runs().filter { !$0.runID.isEmpty && $0.runID != record.runID && !sameFile($0.path, path) }
+                if let other = others.first {
+                    throw ConfigError("run_dir '\(c.runDirectory)' holds checkpoints of another run (\(other.path), run \(other.runID)) than '\(path)' (run \(record.runID.isEmpty ? "without an id" : record.runID)); resume into another --run-dir, or move them aside with --resume never --archive-previous first")
+                }
+                chosen = path
             case .auto:
+                // Checkpoints of two runs in one directory (copied there by hand, or written by an
+                // earlier aedist): which to continue is the user's choice, not the newest step's.
+                let ids = Dictionary(grouping: checkpoints.runs().filter { !$0.runID.isEmpty }, by: \.runID)
+                if ids.count > 1 {
+                    let listed = ids.map { "run \($0.key): \($0.value.map { URL(fileURLWithPath: $0.path).lastPathComponent }.joined(separator: ", "))" }.sorted()
+                    throw ConfigError("run_dir '\(c.runDirectory)' holds checkpoints of \(ids.count) runs (\(listed.joined(separator: "; "))); choose one with --resume PATH after moving the others' files out, or start a new run with --resume never --archive-previous")
+                }
+                var found = ""
                 for (_, path) in checkpoints.list() {
                     do {
-                        let checkpoint = try Checkpoint(path: path)
-                        try load(checkpoint)
-                        return path
+                        try load(try Checkpoint(path: path))
+                        found = path
+                        break
                     } catch let error as CheckpointMismatch {
-                        throw error   // a checkpoint of another run: the user must choose
+                        throw error   // the configuration belongs to another run: the user must choose
                     } catch {
                         console.warn("warning: skipping checkpoint '\(path)': \(error)")
                     }
                 }
-                model.initialise(parameters, seed: c.train.seed)
-                return ""
+                chosen = found
             }
+            if chosen.isEmpty {
+                model.initialise(parameters, seed: c.train.seed)
+                record = RunRecord(runID: RunRecord.newRunID())
+            } else if record.runID.isEmpty {
+                record.runID = RunRecord.newRunID()   // a checkpoint from before run ids: name the run from here on
+            }
+            try MetricsLog.cut(path: c.runDirectory + "/metrics.jsonl", toStep: chosen.isEmpty ? 0 : progress.step,
+                               runID: record.runID)
+            try c.yaml.write(toFile: c.runDirectory + "/config.yaml", atomically: true, encoding: .utf8)
+            return chosen
         }
         let path = try communicator.broadcast(chosen, root: 0)
         if !path.isEmpty {
             lastCheckpoint = path
-            console.progress("resuming from \(path) at step \(progress.step)")
+            console.progress("resuming from \(path) at step \(progress.step) (run \(record.runID))")
+            if !changedOnResume.isEmpty {
+                console.progress("aedist: settings changed since that checkpoint: " + changedOnResume.joined(separator: ", "))
+            }
         }
         try communicator.broadcast(parameters.pointer, byteCount: parameters.count * 4, root: 0)
         for (_, buffer) in optimizer.state {
@@ -183,20 +239,25 @@ public final class Trainer {
         optimizer.updates = counters[3]
     }
 
-    /// Loads a checkpoint after checking that it belongs to this run's model and batch plan.
+    /// Loads a checkpoint after checking that it belongs to this run: every setting that shapes the
+    /// model, the data or the order of the steps must match; the others may change, and are listed.
     private func load(_ checkpoint: Checkpoint) throws {
-        let saved = checkpoint.config
-        var mismatches: [String] = []
-        if saved.model != config.model { mismatches.append("model (checkpoint: \(saved.model.summaryText), configuration: \(config.model.summaryText))") }
-        if saved.train.batchSize != config.train.batchSize { mismatches.append("train.batch_size (\(saved.train.batchSize) vs \(config.train.batchSize))") }
-        if saved.train.microBatch != config.train.microBatch { mismatches.append("train.micro_batch (\(saved.train.microBatch) vs \(config.train.microBatch))") }
-        if saved.train.seed != config.train.seed { mismatches.append("train.seed (\(saved.train.seed) vs \(config.train.seed))") }
-        if saved.train.optimizer.kind != config.train.optimizer.kind { mismatches.append("train.optimizer (\(saved.train.optimizer.kind.rawValue) vs \(config.train.optimizer.kind.rawValue))") }
-        if !mismatches.isEmpty {
-            throw CheckpointMismatch(description: "checkpoint '\(checkpoint.path)' differs from the configuration in " + mismatches.joined(separator: "; ") + "; use --resume never (or another run_dir) to start a new run")
+        var saved = checkpoint.config, current = config
+        // Written when data.scale: auto was not yet resolved into the checkpoint: what auto meant then.
+        if saved.data.scale == nil { saved.data.scale = Datasets.earlierAutomaticScale(data.train.elementType) }
+        // micro_batch auto and the number it stands for are the same run.
+        saved.train.microBatch = saved.train.resolvedMicroBatch
+        current.train.microBatch = current.train.resolvedMicroBatch
+        let differences = saved.differences(from: current)
+        let fixed = differences.filter { !RunConfig.changeableOnResume.contains($0.key) }
+        if !fixed.isEmpty {
+            let listed = fixed.map { "\($0.key): \($0.mine) in the checkpoint, \($0.theirs) now" }.joined(separator: "; ")
+            throw CheckpointMismatch(description: "checkpoint '\(checkpoint.path)' belongs to a run with other settings (\(listed)); these must match to resume it. To start a new run instead: another --run-dir, or --resume never --archive-previous (moves the earlier checkpoints into RUN_DIR/previous/)")
         }
         try checkpoint.load(model: model, parameters: parameters, optimizer: optimizer)
         progress = checkpoint.progress
+        record = checkpoint.record
+        changedOnResume = differences.map { "\($0.key) \($0.mine) → \($0.theirs)" }
     }
 
     private var stepsPerEpoch: Int { training.stepsPerEpoch }
@@ -211,18 +272,23 @@ public final class Trainer {
             try MetricsLog(path: config.runDirectory + "/metrics.jsonl", enabled: communicator.isRoot)
         }
         let dropped = data.train.rows - stepsPerEpoch * plan.global
-        console.progress("aedist: \(model.summary), \(model.parameterCount) parameters; \(data.train.rows) training rows from \(data.train.source)")
+        console.progress("aedist: \(model.summary), \(model.parameterCount) parameters; \(data.train.rows) training rows from \(data.train.source), scale \(data.scale)")
         console.progress("aedist: \(communicator.size) rank(s) x \(threads) thread(s), \(pool.instructionSet) kernels; global batch \(plan.global) (\(plan.perRank) per rank, micro-batch \(plan.microBatch)); \(stepsPerEpoch) steps per epoch" + (dropped > 0 ? ", the last \(dropped) samples of each epoch's order are dropped" : ""))
         if progress.step >= totalSteps {
             console.progress("aedist: already at step \(progress.step) of \(totalSteps); nothing to train")
         }
 
-        var windowLoss = 0.0, windowRecon = 0.0, windowKL = 0.0, windowSteps = 0, windowSeconds = 0.0
         var lastLoss: Double?
         var testLoss: Double?
         var trainingSeconds = 0.0
         var status = "completed"
         let startStep = progress.step
+        let secondsBefore = record.seconds
+        /// The run's total seconds: earlier invocations' and this one's.
+        func runSeconds() -> Double { secondsBefore + Date().timeIntervalSince(wallStart) }
+        func failure(_ text: String) -> RunFailure {
+            RunFailure(message: communicator.isRoot ? text + ". The last good checkpoint is \(lastCheckpoint ?? "none (no checkpoint written yet)")" : nil, exitCode: 1)
+        }
 
         while progress.step < totalSteps {
             let stepStart = Date()
@@ -231,12 +297,15 @@ public final class Trainer {
             let result = try training.computeGradient(step: step, stopRequested: Preemption.requested != 0)
             let (loss, recon, kl) = (result.total, result.reconstruction, result.kl)
             guard loss.isFinite else {
-                throw RunFailure(message: communicator.isRoot ? "the loss became \(loss) at step \(step + 1) (epoch \(epoch + 1)); stopping before the update. The last good checkpoint is \(lastCheckpoint ?? "none (no checkpoint written yet)"); try a lower train.lr" : nil, exitCode: 1)
+                throw failure("the loss became \(loss) at step \(step + 1) (epoch \(epoch + 1)); stopping before the update; try a lower train.lr")
+            }
+            if let impossible = impossibleLoss(reconstruction: recon, kl: kl) {
+                throw failure("the loss became \(loss) at step \(step + 1): \(impossible); stopping before the update")
             }
             if let limit = config.train.clipGradNorm {
                 let norm = training.clipGradient(to: limit)
                 guard norm.isFinite else {
-                    throw RunFailure(message: communicator.isRoot ? "the gradient norm became \(norm) at step \(step + 1); stopping before the update. The last good checkpoint is \(lastCheckpoint ?? "none (no checkpoint written yet)")" : nil, exitCode: 1)
+                    throw failure("the gradient norm became \(norm) at step \(step + 1); stopping before the update")
                 }
             }
             try training.update()
@@ -245,28 +314,34 @@ public final class Trainer {
             progress.epoch = progress.step / stepsPerEpoch
             let stepSeconds = Date().timeIntervalSince(stepStart)
             trainingSeconds += stepSeconds
-            windowSeconds += stepSeconds
-            windowLoss += loss; windowRecon += recon; windowKL += kl; windowSteps += 1
+            record.window.seconds += stepSeconds
+            record.window.loss += loss; record.window.reconstruction += recon; record.window.kl += kl
+            record.window.steps += 1
             lastLoss = loss
 
             let stopRequested = result.stopRequested
             let endOfEpoch = progress.step % stepsPerEpoch == 0
             let finished = progress.step == totalSteps
-            if progress.step % config.train.logEvery == 0 || finished || stopRequested {
+            let logged = progress.step % config.train.logEvery == 0 || finished
+            if logged || stopRequested {
                 // Throughput over training steps only (evaluation and checkpoints excluded).
-                let rate = Double(windowSteps * plan.global) / max(windowSeconds, 1e-9)
+                let w = record.window, n = Double(w.steps)
+                let rate = Double(w.steps * plan.global) / max(w.seconds, 1e-9)
                 let left = Double((totalSteps - progress.step) * plan.global) / max(rate, 1e-9)
-                let mean = windowLoss / Double(windowSteps)
                 var line = String(format: "step %d/%d  epoch %d/%d  loss %.4f", progress.step, totalSteps,
-                                  min(epoch + 1, config.train.epochs), config.train.epochs, mean)
-                if config.model.kind == .vae { line += String(format: " (recon %.4f, kl %.4f)", windowRecon / Double(windowSteps), windowKL / Double(windowSteps)) }
+                                  min(epoch + 1, config.train.epochs), config.train.epochs, w.loss / n)
+                if config.model.kind == .vae { line += String(format: " (recon %.4f, kl %.4f)", w.reconstruction / n, w.kl / n) }
                 line += String(format: "  %.0f samples/s  %@ left", rate, formatDuration(left))
-                console.progress(line, live: !endOfEpoch && !finished)
-                var event: [String: Any] = ["event": "train", "step": progress.step, "epoch": epoch + 1, "loss": mean,
-                                            "samples_per_second": rate, "seconds": Date().timeIntervalSince(wallStart)]
-                if config.model.kind == .vae { event["recon"] = windowRecon / Double(windowSteps); event["kl"] = windowKL / Double(windowSteps) }
-                metrics.append(event)
-                windowLoss = 0; windowRecon = 0; windowKL = 0; windowSteps = 0; windowSeconds = 0
+                console.progress(line, live: !endOfEpoch && !finished && !stopRequested)
+                // The record holds the logging cadence only, so that a stopped and resumed run's
+                // record is the straight run's: a stop's partial window goes into the checkpoint.
+                if logged {
+                    var event: [String: Any] = ["event": "train", "step": progress.step, "epoch": epoch + 1, "loss": w.loss / n,
+                                                "samples_per_second": rate, "seconds": runSeconds(), "run_id": record.runID]
+                    if config.model.kind == .vae { event["recon"] = w.reconstruction / n; event["kl"] = w.kl / n }
+                    metrics.append(event)
+                    record.window = LogWindow()
+                }
             }
             if endOfEpoch || finished {
                 if let test = data.test {
@@ -276,12 +351,13 @@ public final class Trainer {
                     testLoss = result.loss
                     console.progress(String(format: "epoch %d: test loss %.4f (mse per feature %.6f)", epoch + 1, result.loss, result.msePerFeature))
                     var event: [String: Any] = ["event": "test", "step": progress.step, "epoch": epoch + 1, "loss": result.loss,
-                                                "mse_per_feature": result.msePerFeature, "seconds": Date().timeIntervalSince(wallStart)]
+                                                "mse_per_feature": result.msePerFeature, "seconds": runSeconds(), "run_id": record.runID]
                     if config.model.kind == .vae { event["recon"] = result.reconstruction; event["kl"] = result.kl }
                     metrics.append(event)
                 }
             }
             if endOfEpoch || finished || stopRequested || progress.step % config.train.checkpointEvery == 0 {
+                record.seconds = runSeconds()
                 try writeCheckpoint()
             }
             if stopRequested && !finished {
@@ -290,12 +366,14 @@ public final class Trainer {
                 break
             }
         }
-        let summary = TrainSummary(status: status, step: progress.step, epoch: progress.epoch, trainLoss: lastLoss,
+        let summary = TrainSummary(status: status, step: progress.step,
+                                   epoch: (progress.step + stepsPerEpoch - 1) / stepsPerEpoch, trainLoss: lastLoss,
                                    testLoss: testLoss,
                                    samplesPerSecond: trainingSeconds > 0 ? Double((progress.step - startStep) * plan.global) / trainingSeconds : 0,
                                    worldSize: communicator.size, threadsPerRank: threads,
                                    checkpoint: lastCheckpoint, wallSeconds: Date().timeIntervalSince(wallStart))
         console.json(summary.json)
+        try onRoot(communicator) { try summary.writeIfRequested() }
         return summary
     }
 
@@ -312,14 +390,30 @@ public final class Trainer {
         try onRoot(communicator) {
             do {
                 try Checkpoint.write(to: path, config: config, model: model, parameters: parameters,
-                                     optimizer: optimizer, progress: progress, worldSize: communicator.size)
+                                     optimizer: optimizer, progress: progress, record: record,
+                                     sampleShape: data.train.sampleShape, worldSize: communicator.size)
             } catch {
                 throw ConfigError("writing checkpoint '\(path)' failed: \(error); the earlier checkpoints are intact (\(lastCheckpoint ?? "none"))")
             }
-            checkpoints.prune(keep: config.train.keepCheckpoints)
+            checkpoints.prune(keep: config.train.keepCheckpoints, runID: record.runID)
         }
         lastCheckpoint = path
     }
+}
+
+/// Cross-entropy against targets in [0, 1], squared error and KL are never negative: a negative
+/// term is garbage however finite it is (targets the data checks missed). Rounding stays far
+/// above the bound. Returns what is wrong, or nil.
+func impossibleLoss(reconstruction: Double, kl: Double) -> String? {
+    if reconstruction < -1e-3 { return "a negative reconstruction loss (\(reconstruction)), which targets in [0, 1] never give" }
+    if kl < -1e-3 { return "a negative KL divergence (\(kl))" }
+    return nil
+}
+
+/// Whether two paths name the same file.
+private func sameFile(_ a: String, _ b: String) -> Bool {
+    var x = stat(), y = stat()
+    return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino
 }
 
 /// A readable checkpoint that belongs to another model or batch plan than the configuration's.

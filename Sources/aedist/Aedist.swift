@@ -1,4 +1,4 @@
-// The command line (SPEC.md "Commands"): one ParsableCommand per subcommand.
+// The command line: one ParsableCommand per subcommand.
 import ArgumentParser
 import Communication
 import Foundation
@@ -39,7 +39,7 @@ func runParallel(_ body: (Communicator) throws -> Int32) -> Never {
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a model; resumes from the newest checkpoint in the run directory by default.")
 
-    @Option(help: "Run configuration (YAML). Without it, the defaults of SPEC.md.")
+    @Option(help: "Run configuration (YAML; the keys and their defaults are in README.md, \"Configuration\"). Without it, every key takes its default.")
     var config: String?
 
     @Option(name: .customLong("set"), help: ArgumentHelp("Override a configuration key with a YAML value, e.g. --set model.latent=32 (repeatable).", valueName: "KEY=VALUE"))
@@ -48,15 +48,25 @@ struct Train: ParsableCommand {
     @Option(help: "Run directory (overrides run_dir).")
     var runDir: String?
 
-    @Option(help: "auto: continue from the newest complete checkpoint in the run directory; never: start fresh; or a checkpoint PATH.")
+    @Option(help: "auto: continue from the newest complete checkpoint in the run directory; never: start a new run (refused where the run directory holds checkpoints, unless --archive-previous); or a checkpoint PATH.")
     var resume: String = "auto"
 
+    @Flag(help: "With --resume never: first move the run directory's checkpoints, metrics.jsonl and config.yaml into RUN_DIR/previous/DATE/ (nothing is deleted).")
+    var archivePrevious = false
+
     @OptionGroup var compute: ComputeOptions
+
+    func validate() throws {
+        if archivePrevious && resume != "never" {
+            throw ValidationError("--archive-previous goes with --resume never (it moves an earlier run aside to start a new one)")
+        }
+    }
 
     func run() throws {
         let overrides = self.overrides, config = self.config, runDir = self.runDir
         var options = TrainOptions()
         options.threads = compute.threads
+        options.archivePrevious = archivePrevious
         switch resume {
         case "auto": options.resume = .auto
         case "never": options.resume = .never

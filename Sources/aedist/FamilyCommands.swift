@@ -42,7 +42,7 @@ struct PCACommand: ParsableCommand {
     @Option(help: "Output PCA file (.h5).")
     var out: String
 
-    @Option(help: "Multiplier from stored values to model units: auto (1/255 for 8-bit data, else 1) or a number; use the autoencoders' data.scale to compare with them.")
+    @Option(help: "Multiplier from stored values to model units: auto (integer data: 1 / the split's largest value; floats: 1, as data.scale: auto in training) or a number.")
     var scale: String = "auto"
 
     @OptionGroup var compute: ComputeOptions
@@ -62,20 +62,22 @@ struct PCACommand: ParsableCommand {
         runParallel { communicator in
             let pool = threadPool(threads, communicator)
             let started = Date()
-            let (matrix, scale, testSet) = try agreeing(communicator) { () -> (StoredMatrix, Float, String?) in
+            let (matrix, testSet) = try agreeing(communicator) { () -> (StoredMatrix, String?) in
                 let matrix = try StoredMatrix(file: data, dataset: dataset)
                 guard k <= matrix.columns else {
                     throw ConfigError("--components \(k): more than the \(matrix.columns) features of '\(matrix.source)'")
                 }
                 guard matrix.rows >= 2 else { throw ConfigError("data '\(matrix.source)': PCA needs at least 2 rows, it has \(matrix.rows)") }
-                let scale = scaleText == "auto" ? Datasets.automaticScale(matrix.elementType) : Float(scaleText)!
                 var testSet = test
                 if testSet == nil, let f = try? HDF5File(readingAt: data) {
                     if f.kind(of: "/test/images") == .dataset { testSet = "test/images" }
                     f.close()
                 }
-                return (matrix, scale, testSet)
+                return (matrix, testSet)
             }
+            let scale = scaleText == "auto"
+                ? DataRange.automaticScale(matrix.elementType, range: try DataRange.across(communicator, [matrix])[0])
+                : Float(scaleText)!
             let result = try PCA.fit(data: matrix, scale: scale, components: k, communicator: communicator, pool: pool)
             let config = PCA.configuration(components: k, dataPath: data, train: dataset, test: testSet, scale: scale)
             try onRoot(communicator) {
@@ -196,8 +198,10 @@ struct ReconstructCommand: ParsableCommand {
                 guard count <= split.matrix.rows else {
                     throw ConfigError("--count \(count): '\(split.matrix.source)' has only \(split.matrix.rows) rows")
                 }
-                let shape = try ImageShape.resolve(override: shapeText, dataFile: split.file, features: split.matrix.columns)
-                return (try paths.map { try loadModel(checkpointPath: $0, features: split.matrix.columns) }, split, shape)
+                let models = try paths.map { try loadModel(checkpointPath: $0, features: split.matrix.columns) }
+                let shape = try ImageShape.resolve(override: shapeText, known: split.pictureShape(config: models[0].config),
+                                                   dataFile: split.file, features: split.matrix.columns)
+                return (models, split, shape)
             }
             // Few rows: every rank computes them (cheap); rank 0 writes.
             var originals = [Float](), outputs = [[Float]]()
@@ -265,10 +269,10 @@ struct SampleCommand: ParsableCommand {
                     let h5 = try HDF5File(readingAt: file)
                     defer { h5.close() }
                     let shape = try h5.shape(ofDataset: config.data.train)
-                    guard shape.count == 2 else { throw ConfigError("data '\(file):\(config.data.train)': expected a 2-D dataset") }
-                    features = shape[1]
+                    guard shape.count >= 2 else { throw ConfigError("data '\(file):\(config.data.train)': expected a dataset [samples, features, ...]") }
+                    features = shape.dropFirst().reduce(1, *)
                 }
-                let shape = png ? try ImageShape.resolve(override: shapeText, dataFile: file, features: features) : nil
+                let shape = png ? try ImageShape.resolve(override: shapeText, known: config.data.imageShape, dataFile: file, features: features) : nil
                 return (try loadModel(checkpointPath: path, features: features), shape)
             }
             let (latent, images) = try samplePrior(model: loaded.model, parameters: loaded.parameters, count: count,
@@ -326,11 +330,13 @@ struct InterpolateCommand: ParsableCommand {
         runParallel { communicator in
             let pool = threadPool(threads, communicator)
             let (loaded, split, shape) = try agreeing(communicator) { () -> (LoadedModel, DataSplit, ImageShape?) in
-                let split = try DataSplit(config: try modelFileConfig(path: path), dataPath: dataPath, split: split)
+                let config = try modelFileConfig(path: path)
+                let split = try DataSplit(config: config, dataPath: dataPath, split: split)
                 guard 2 * pairs <= split.matrix.rows else {
                     throw ConfigError("--pairs \(pairs): needs \(2 * pairs) rows but '\(split.matrix.source)' has \(split.matrix.rows)")
                 }
-                let shape = png ? try ImageShape.resolve(override: shapeText, dataFile: split.file, features: split.matrix.columns) : nil
+                let shape = png ? try ImageShape.resolve(override: shapeText, known: split.pictureShape(config: config),
+                                                         dataFile: split.file, features: split.matrix.columns) : nil
                 return (try loadModel(checkpointPath: path, features: split.matrix.columns), split, shape)
             }
             let r = Training.interpolate(model: loaded.model, parameters: loaded.parameters, data: split.matrix,

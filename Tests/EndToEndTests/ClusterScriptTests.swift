@@ -49,10 +49,13 @@ final class ClusterScriptTests: XCTestCase {
         let stopped = try shell(["cluster/local.sh", "-n", "2", "-t", "1", "--"] + args + ["--run-dir", dir.path], environment: env) { process in
             DispatchQueue.global().async {
                 ResumeTests.waitForProgress(in: dir, records: 2)
-                if process.isRunning { kill(process.processIdentifier, SIGUSR1) }   // the launcher execs mpirun, which forwards it
+                // Ctrl-C: SIGINT to the launcher's whole process group when it leads one (as a
+                // terminal's foreground job does), else to the launcher alone.
+                let pid = process.processIdentifier
+                if process.isRunning { kill(getpgid(pid) == pid ? -pid : pid, SIGINT) }
             }
         }
-        XCTAssertEqual(stopped.status, 75, stopped.output)
+        XCTAssertEqual(stopped.status, 75, "Ctrl-C on the launcher: " + stopped.output)
         XCTAssertTrue(stopped.output.contains("\"status\":\"preempted\""), stopped.output)
         let resumed = try shell(["cluster/local.sh", "-n", "2", "-t", "1", "--"] + args + ["--run-dir", dir.path], environment: env)
         XCTAssertEqual(resumed.status, 0, resumed.output)

@@ -22,6 +22,9 @@ final class FaultTests: XCTestCase {
             try file.write((0..<(40 * 10)).map { Float($0 % 5) / 5 }, shape: [40, 10], to: "/wide/images")
             try file.write((0..<(2 * 3 * 4)).map { Float($0) }, shape: [2, 3, 4], to: "/cube/images")
             try file.write([Float](), shape: [0, 8], to: "/empty/images")
+            // Pixels stored as float 0..255 (x.astype('float32')) and signed values: not Bernoulli targets.
+            try file.write((0..<(40 * 8)).map { Float($0 % 256) }, shape: [40, 8], to: "/pixels255/images")
+            try file.write((0..<(40 * 8)).map { Int16($0 % 33) - 16 }, shape: [40, 8], to: "/signed/images")
             file.close()
         } catch { XCTFail("fixture: \(error)") }
         // A string dataset needs h5py (installed by cluster/test.sh).
@@ -81,12 +84,18 @@ final class FaultTests: XCTestCase {
         try expectFailure("not an HDF5 file", ["--set", "data.path=\(Launcher.packageRoot.path)/README.md"], expected: "README.md")
         try expectFailure("dataset path absent", ["--set", "data.train=train/pixels"], expected: "train/pixels")
         try expectFailure("path is a group", ["--set", "data.train=train"], expected: "group")
-        try expectFailure("dataset not 2-D (1-D)", ["--set", "data.train=train/labels"], expected: "train/labels")
-        try expectFailure("dataset not 2-D (3-D)", ["--set", "data.path=\(bad)", "--set", "data.train=cube/images", "--set", "data.test=null"], expected: "cube/images")
+        try expectFailure("dataset of one dimension", ["--set", "data.train=train/labels"], expected: "train/labels")
         try expectFailure("empty dataset", ["--set", "data.path=\(bad)", "--set", "data.train=empty/images", "--set", "data.test=null"], expected: "empty/images")
         try expectFailure("NaN in a float dataset", ["--set", "data.path=\(bad)", "--set", "data.train=nan/images", "--set", "data.test=null"], expected: "row 3")
         try expectFailure("fewer rows than the global batch", ["--set", "data.path=\(bad)", "--set", "data.train=small/images", "--set", "data.test=null"], expected: "fewer than train.batch_size 32")
         try expectFailure("test features differ from train", ["--set", "data.path=\(bad)", "--set", "data.train=good/images", "--set", "data.test=wide/images"], expected: "10 features but the train set")
+        try expectFailure("float pixels 0..255 with a Bernoulli output", ["--set", "data.path=\(bad)", "--set", "data.train=pixels255/images", "--set", "data.test=null", "--set", "data.scale=auto"],
+                          expected: "values range from 0 to 255, which data.scale 1 maps to [0, 255], but model.output: bernoulli needs targets in [0, 1]. Use data.scale: 0.00392157")
+        try expectFailure("signed data with a Bernoulli output", ["--set", "data.path=\(bad)", "--set", "data.train=signed/images", "--set", "data.test=null"],
+                          expected: "model.output: gaussian")
+        try expectFailure("test split absent", ["--set", "data.test=test/pixels"], expected: "or data.test: null (--set data.test=null)")
+        try expectFailure("relative data path absent", ["--set", "data.path=no/such/data.h5"],
+                          expected: "no/such/data.h5: no such file (a relative path, resolved from the current directory \(Launcher.packageRoot.path))")
         let strings = Self.fixtures.appendingPathComponent("strings.h5").path
         if FileManager.default.fileExists(atPath: strings) {
             try expectFailure("non-numeric dataset (strings)", ["--set", "data.path=\(strings)", "--set", "data.test=null"], expected: "train/images")
@@ -103,7 +112,7 @@ final class FaultTests: XCTestCase {
         try expectFailure("unknown optimizer", ["--set", "train.optimizer=rmsprop"], expected: "got 'rmsprop'")
         try expectFailure("unknown noise kind", ["--set", "model.denoise.noise=pink"], expected: "got 'pink'")
         try expectFailure("missing config file", ["--config", "/no/such/run.yaml"], expected: "/no/such/run.yaml")
-        try expectFailure("batch not divisible by ranks", ["--set", "train.batch_size=33", "--set", "train.micro_batch=1"], expected: "does not divide evenly across 2 ranks")
+        try expectFailure("batch not divisible by ranks", ["--set", "train.batch_size=33", "--set", "train.micro_batch=1"], expected: "2 ranks cannot split train.batch_size 33 (micro_batch 1): it does not divide evenly by 2. Rank counts that work for this batch: 1, 33;")
         try expectFailure("run directory not writable", ["--run-dir", "/proc/aedist-run"], expected: "run_dir '/proc/aedist-run'")
         try expectFailure("more memory than available", ["--set", "model.encoder=[100000000]"], expected: "the run needs about")
         try expectFailure("checkpoint that is not a checkpoint", ["--resume", "\(Launcher.packageRoot.path)/data/digits.h5"], expected: "not a complete aedist checkpoint")

@@ -186,7 +186,7 @@ final class RankInvarianceTests: XCTestCase {
                                       mpi: Launcher.mpirun(4), timeout: 60)
         XCTAssertFalse(result.timedOut, "hung")
         XCTAssertNotEqual(result.status, 0)
-        XCTAssertTrue(result.stderr.contains("train.batch_size 30 does not divide evenly across 4 ranks"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("4 ranks cannot split train.batch_size 30 (micro_batch 2): it does not divide evenly by 4. Rank counts that work for this batch: 1, 15;"), result.stderr)
         XCTAssertLessThan(result.seconds, 30)
     }
 

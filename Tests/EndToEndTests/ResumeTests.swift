@@ -151,7 +151,8 @@ final class ResumeTests: XCTestCase {
         let b = try run(dir, ["--set", "train.max_steps=6", "--set", "model.latent=5"], np: 2)
         XCTAssertNotEqual(b.status, 0)
         XCTAssertFalse(b.timedOut)
-        XCTAssertTrue(b.stderr.contains("differs from the configuration in model"), b.stderr)
+        // Exactly the key that differs, with both values.
+        XCTAssertTrue(b.stderr.contains("(model.latent: 4 in the checkpoint, 5 now)"), b.stderr)
         XCTAssertTrue(b.stderr.contains("step-000000003.h5"), b.stderr)
     }
 }

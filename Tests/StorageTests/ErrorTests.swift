@@ -21,15 +21,23 @@ final class ErrorTests: StorageTestCase {
     func testDatasetShapeAndTypeErrors() throws {
         let path = tmp("shapes.h5")
         let w = try HDF5File(creatingAt: path)
-        try w.write([Float](repeating: 1, count: 24), shape: [2, 3, 4], to: "/cube")
+        try w.write((0..<24).map { Float($0) }, shape: [2, 3, 4], to: "/cube")
+        try w.write([Float](), shape: [3, 0, 2], to: "/flat")
         try w.write([Float](), shape: [0, 4], to: "/norows")
         try w.write([Float](), shape: [4, 0], to: "/nocolumns")
         try w.write([1] as [Float], shape: [], to: "/scalar")
         try w.writeFixedLengthStrings(["a", "bc"], length: 4, to: "/names")
         try w.write([1, 2] as [Float], shape: [1, 2], to: "/g/ok")
         w.close()
-        let expectation = "2-D numeric dataset"
-        assertStorageError(try StoredMatrix(file: path, dataset: "/cube"), mentions: [path, "/cube", "3-D", "[2, 3, 4]", expectation])
+        let expectation = "numeric dataset [samples, features] or [samples, d1, ..., dk]"
+        // N-D: rows of d1·…·dk features, flattened row-major like numpy's reshape.
+        let cube = try StoredMatrix(file: path, dataset: "/cube")
+        XCTAssertEqual([cube.rows, cube.columns], [2, 12])
+        XCTAssertEqual(cube.sampleShape, [3, 4])
+        var second = [Float](repeating: 0, count: 12)
+        [1].withUnsafeBufferPointer { cube.gatherRows($0, scale: 1, into: &second) }
+        XCTAssertEqual(second, (12..<24).map { Float($0) })
+        assertStorageError(try StoredMatrix(file: path, dataset: "/flat"), mentions: [path, "/flat", "[3, 0, 2]", "no data"])
         assertStorageError(try StoredMatrix(file: path, dataset: "/norows"), mentions: [path, "/norows", "[0, 4]", "at least one row"])
         assertStorageError(try StoredMatrix(file: path, dataset: "/nocolumns"), mentions: [path, "/nocolumns", "[4, 0]"])
         assertStorageError(try StoredMatrix(file: path, dataset: "/scalar"), mentions: [path, "/scalar", "scalar", expectation])

@@ -101,4 +101,20 @@ final class FamilyPictureTests: XCTestCase {
         XCTAssertEqual(map.width, 64)
         XCTAssertEqual(Array(map.pixels[(48 * 64 + 16) * 3..<(48 * 64 + 16) * 3 + 3]), Pictures.palette[0])
     }
+
+    func testLatentMapLegendWritesEachLabelBesideItsColour() throws {
+        let map = Pictures.map(points: [(0, 0), (1, 1), (0, 1)], labels: [7, 12, 7], size: 160)
+        func pixel(_ x: Int, _ y: Int) -> [UInt8] { Array(map.pixels[(y * 160 + x) * 3..<(y * 160 + x) * 3 + 3]) }
+        /// The 3×5 glyph drawn at (x, 3), read back from its doubled pixels, one row of bits per line.
+        func glyph(at x: Int) -> [UInt8] {
+            (0..<5).map { r in (0..<3).reduce(UInt8(0)) { bits, c in bits | (pixel(x + 2 * c, 3 + 2 * r) == [0, 0, 0] ? 4 >> c : 0) } }
+        }
+        // Entry 1: swatch of label 7 at x 4..13, then "7"; entry 2: swatch of 12 (colour 2), then "1", "2".
+        XCTAssertEqual(pixel(6, 6), Pictures.palette[7])
+        XCTAssertEqual(glyph(at: 17), [7, 1, 2, 2, 2], "the digit 7")
+        let second = 17 + 8 + 9
+        XCTAssertEqual(pixel(second + 2, 6), Pictures.palette[2])
+        XCTAssertEqual(glyph(at: second + 13), [2, 6, 2, 2, 7], "the digit 1")
+        XCTAssertEqual(glyph(at: second + 21), [7, 1, 7, 4, 7], "the digit 2")
+    }
 }

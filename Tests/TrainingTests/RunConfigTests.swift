@@ -25,6 +25,27 @@ final class RunConfigTests: XCTestCase {
         XCTAssertNil(c.train.maxSteps)
         XCTAssertNil(c.data.scale)
         XCTAssertEqual(c.data.test, "test/images")
+        XCTAssertNil(c.train.microBatch)
+        XCTAssertEqual(c.train.resolvedMicroBatch, 16)
+    }
+
+    func testAutomaticMicroBatchSplitsEveryBatchAndDependsOnTheBatchAlone() throws {
+        let expected = [128: 16, 100: 25, 250: 125, 256: 16, 1000: 125, 64: 16, 16: 16, 8: 8, 7: 7, 96: 24]
+        for (batch, micro) in expected {
+            XCTAssertEqual(TrainSettings.automaticMicroBatch(batchSize: batch), micro, "batch \(batch)")
+            let c = try RunConfig.load(file: nil, overrides: ["train.batch_size=\(batch)"])
+            XCTAssertEqual(c.train.resolvedMicroBatch, micro)
+            XCTAssertEqual(try BatchPlan(config: c, worldSize: 1).microBatch, micro, "batch \(batch) must train at np = 1")
+        }
+        let c = try RunConfig.load(file: nil, overrides: ["train.batch_size=100"])
+        for np in [2, 4] { XCTAssertEqual(try BatchPlan(config: c, worldSize: np).perRank, 100 / np) }
+        XCTAssertThrowsError(try BatchPlan(config: c, worldSize: 8)) {
+            XCTAssertTrue("\($0)".contains("8 ranks cannot split train.batch_size 100 (micro_batch auto = 25)"), "\($0)")
+            XCTAssertTrue("\($0)".contains("Rank counts that work for this batch: 1, 2, 4;"), "\($0)")
+        }
+        // An explicit number keeps its meaning.
+        let explicit = try RunConfig.load(file: nil, overrides: ["train.batch_size=100", "train.micro_batch=10"])
+        XCTAssertEqual(try BatchPlan(config: explicit, worldSize: 1).microBatch, 10)
     }
 
     func testFileAndOverrides() throws {
@@ -69,7 +90,7 @@ final class RunConfigTests: XCTestCase {
             ("train.lr=-1", "key 'train.lr': expected a number > 0.0"),
             ("model.encoder=12", "key 'model.encoder': expected a list of integers"),
             ("model.latent=2.5", "key 'model.latent': expected an integer"),
-            ("train.micro_batch=5", "key 'train.micro_batch': expected a divisor of train.batch_size (128)"),
+            ("train.micro_batch=5", "key 'train.micro_batch': expected auto or a divisor of train.batch_size (128)"),
             ("train.exact_reduction=maybe", "key 'train.exact_reduction': expected true or false, got 'maybe'"),
         ]
         for (override, expected) in cases {

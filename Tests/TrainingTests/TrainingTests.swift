@@ -2,7 +2,7 @@
 import Communication
 import Models
 import Foundation
-import Training
+@testable import Training
 import XCTest
 
 final class TrainingTests: XCTestCase {
@@ -78,5 +78,12 @@ final class TrainingTests: XCTestCase {
                                          communicator: SingleProcess())) { error in
             XCTAssertTrue("\(error)".contains("/no/such/digits.h5"), "\(error)")
         }
+    }
+
+    func testANegativeLossIsImpossibleAndNamed() {
+        XCTAssertNil(impossibleLoss(reconstruction: 0, kl: 0))
+        XCTAssertNil(impossibleLoss(reconstruction: -1e-5, kl: -1e-6), "rounding below zero is not garbage")
+        XCTAssertTrue(impossibleLoss(reconstruction: -1e20, kl: 0)?.contains("negative reconstruction loss") ?? false)
+        XCTAssertTrue(impossibleLoss(reconstruction: 3, kl: -0.5)?.contains("negative KL") ?? false)
     }
 }

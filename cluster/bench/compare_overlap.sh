@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 REPS=${1:-5}
 OUT=${2:-bench-overlap.jsonl}
 AEDIST=${AEDIST:-$here/.build/release/aedist}
-DATA=${DATA:-$here/../shared/data/mnist.h5}
+DATA=${DATA:?set DATA=/path/to/mnist.h5}
 NP=${NP:-2}
 STEPS=${STEPS:-150}
 BIND=${BIND:---bind-to none}
