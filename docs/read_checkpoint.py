@@ -25,9 +25,11 @@ def load(path):
         params = {name: f["model"][name][()].astype(np.float64) for name in f["model"]}
         attrs = {k: f.attrs[k] for k in ("model_kind", "activation", "output")}
         config = f.attrs["config"]
+        # data.normalize: model input = (x * scale - shift) * factor, per feature
+        norm = {k: f["normalization"][k][()].astype(np.float64) for k in ("shift", "factor")} if "normalization" in f else None
     scale_line = [l for l in config.splitlines() if l.strip().startswith("scale:")][0]
     scale = scale_line.split(":", 1)[1].strip()
-    return params, attrs, scale
+    return params, attrs, scale, norm
 
 
 def layer_count(params, prefix):
@@ -60,13 +62,18 @@ def decode(params, attrs, z):
 
 def main():
     checkpoint, data, dataset, out = sys.argv[1:5]
-    params, attrs, scale = load(checkpoint)
+    params, attrs, scale, norm = load(checkpoint)
     with h5py.File(data, "r") as f:
         raw = f[dataset][()]
     factor = (1 / 255 if raw.dtype.itemsize == 1 else 1.0) if scale == "auto" else float(scale)
     x = raw.reshape(len(raw), -1).astype(np.float64) * factor   # [N, d1, ..., dk] -> [N, d1*...*dk], as aedist
+    if norm is not None:
+        x = (x - norm["shift"]) * norm["factor"]
     code, logvar = encode(params, attrs, x)
-    np.savez(out, code=code, logvar=logvar if logvar is not None else np.zeros(0), output=decode(params, attrs, code))
+    output = decode(params, attrs, code)
+    if norm is not None:
+        output = output / norm["factor"] + norm["shift"]   # back in (scaled) data units
+    np.savez(out, code=code, logvar=logvar if logvar is not None else np.zeros(0), output=output)
 
 
 if __name__ == "__main__":

@@ -52,11 +52,13 @@ public struct Checkpoint {
     public let worldSize: Int
     /// Empty run id: a checkpoint written before run ids existed.
     public let record: RunRecord
+    /// The inputs' per-feature normalization (nil: none).
+    public let normalization: FeatureNormalization?
 
     /// Writes parameters, optimizer state and progress to `path` atomically.
     public static func write(to path: String, config: RunConfig, model: Autoencoder, parameters: FloatBuffer,
                              optimizer: Optimizer, progress: TrainingProgress, record: RunRecord, sampleShape: [Int],
-                             worldSize: Int) throws {
+                             normalization: FeatureNormalization? = nil, worldSize: Int) throws {
         try writeAtomically(to: path, sealed: true) { file in
             try file.setAttribute("format", CheckpointFormat.name)
             try file.setAttribute("format_version", CheckpointFormat.version)
@@ -82,6 +84,7 @@ public struct Checkpoint {
             for t in model.tensors {
                 try file.write(UnsafeBufferPointer(parameters[t]), shape: t.shape, to: "/model/\(t.name)")
             }
+            try normalization?.write(to: file)
             try file.createGroup("/optimizer")
             try file.setAttribute("kind", optimizer.settings.kind.rawValue, at: "/optimizer")
             try file.setAttribute("updates", optimizer.updates, at: "/optimizer")
@@ -123,6 +126,7 @@ public struct Checkpoint {
                                       steps: Int(try file.int64Attribute("log_window_steps")))
         }
         self.record = record
+        normalization = try FeatureNormalization.read(from: file, path: path)
     }
 
     /// Loads parameters (and optimizer state, when given) into buffers laid out for `model`.

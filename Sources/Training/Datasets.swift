@@ -9,6 +9,10 @@ public struct Datasets {
     public let test: StoredMatrix?
     /// Multiplier from stored values to model units (`resolve` sets the automatic one).
     public private(set) var scale: Float
+    /// `data.normalize`'s per-feature statistics of the train split (`resolve` computes them).
+    public private(set) var normalization: FeatureNormalization?
+    /// Stored rows to model inputs: the scale, then the normalization.
+    public var input: InputMapping { InputMapping(scale: scale, normalization: normalization) }
 
     /// Reads and checks the data the configuration names. Errors name the file, dataset and problem.
     public init(config: RunConfig, checkValues: Bool = true) throws {
@@ -43,10 +47,15 @@ public struct Datasets {
         let s = config.data.scale ?? DataRange.automaticScale(trainSet.elementType, range: ranges[0])
         resolved.data.scale = s
         scale = s
+        if config.data.normalize != .none {
+            normalization = try FeatureNormalization.compute(config.data.normalize, data: trainSet, scale: s, communicator: communicator)
+        }
+        let inputs = normalization?.inputRange
         try agreeing(communicator) {
-            try DataRange.checkTargets(ranges[0], of: trainSet, scale: s, config: config)
-            if let testSet, ranges.count == 2 {
-                try DataRange.checkTargets(ranges[1], of: testSet, scale: s, config: config)
+            try DataRange.checkTargets(ranges[0], of: trainSet, scale: s, inputs: inputs, config: config)
+            // The test split's range after the train split's normalization is not bounded: only the scale is checked.
+            if let testSet, ranges.count == 2, inputs == nil {
+                try DataRange.checkTargets(ranges[1], of: testSet, scale: s, inputs: nil, config: config)
             }
         }
         return resolved
@@ -104,15 +113,19 @@ public struct DataRange: Equatable, Sendable {
 
     /// A Bernoulli output models targets in [0, 1]; anything else trains to nonsense (a BCE that
     /// runs to minus infinity), so it is refused before the first step with the fixes.
-    static func checkTargets(_ range: DataRange, of matrix: StoredMatrix, scale: Float, config: RunConfig) throws {
+    /// `inputs`: the model inputs' range after a normalization (nil: the scaled values).
+    static func checkTargets(_ range: DataRange, of matrix: StoredMatrix, scale: Float, inputs: DataRange?,
+                             config: RunConfig) throws {
         guard config.model.output == .bernoulli else { return }
-        let low = range.min * Double(scale), high = range.max * Double(scale)
+        let low = inputs?.min ?? range.min * Double(scale), high = inputs?.max ?? range.max * Double(scale)
         let tolerance = 1e-6
         guard low < -tolerance || high > 1 + tolerance else { return }
         func g(_ x: Double) -> String { String(format: "%g", x) }
         var fixes: [String] = []
-        if range.min >= 0, range.max > 0 { fixes.append("data.scale: \(g(1 / range.max)) (1 / the largest value) to map it onto [0, 1]") }
+        if range.min >= 0, range.max > 0, inputs == nil { fixes.append("data.scale: \(g(1 / range.max)) (1 / the largest value) to map it onto [0, 1]") }
+        fixes.append("data.normalize: minmax (each feature onto [0, 1])")
         fixes.append("model.output: gaussian (squared error, any range)")
-        throw ConfigError("data '\(matrix.source)': values range from \(g(range.min)) to \(g(range.max)), which data.scale \(g(Double(scale))) maps to [\(g(low)), \(g(high))], but model.output: bernoulli needs targets in [0, 1]. Use " + fixes.joined(separator: ", or "))
+        let mapped = inputs == nil ? "data.scale \(g(Double(scale)))" : "data.scale \(g(Double(scale))) and data.normalize: \(config.data.normalize.rawValue)"
+        throw ConfigError("data '\(matrix.source)': values range from \(g(range.min)) to \(g(range.max)), which \(mapped) maps to [\(g(low)), \(g(high))], but model.output: bernoulli needs targets in [0, 1]. Use " + fixes.joined(separator: ", or "))
     }
 }

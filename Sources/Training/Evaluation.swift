@@ -25,7 +25,7 @@ public func rowRange(count: Int, rank: Int, size: Int) -> Range<Int> {
     (count * rank / size)..<(count * (rank + 1) / size)
 }
 
-public func evaluate(model: Autoencoder, parameters: FloatBuffer, data: StoredMatrix, scale: Float,
+public func evaluate(model: Autoencoder, parameters: FloatBuffer, data: StoredMatrix, input: InputMapping,
                      seed: UInt64, workspace: Workspace, communicator: Communicator, pool: ComputePool) throws -> EvaluationResult {
     let range = rowRange(count: data.rows, rank: communicator.rank, size: communicator.size)
     var sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]   // loss, reconstruction, kl, squared error, Σ|code|, near-zero count
@@ -36,7 +36,7 @@ public func evaluate(model: Autoencoder, parameters: FloatBuffer, data: StoredMa
         let rows = min(workspace.capacity, range.upperBound - start)
         for i in 0..<rows { indices[i] = start + i }
         indices.withUnsafeBufferPointer {
-            data.gatherRows(UnsafeBufferPointer(rebasing: $0[0..<rows]), scale: scale, into: workspace.input.pointer)
+            input.gather(data, rows: UnsafeBufferPointer(rebasing: $0[0..<rows]), into: workspace.input.pointer)
         }
         // Fixed latent noise per test row, so the estimate is the same on any rank count.
         let noise = NoiseSource(seed: seed, firstSample: UInt64(start), latentStream: .evaluation, corruptInputs: false)

@@ -26,6 +26,11 @@ public struct DataSplit {
         scale = config.data.scale ?? Datasets.earlierAutomaticScale(matrix.elementType)
     }
 
+    /// Rows of this split as inputs of `model` (its normalization after the scale).
+    public func input(for model: LoadedModel) -> InputMapping {
+        InputMapping(scale: scale, normalization: model.normalization)
+    }
+
     /// The picture shape of one row: the data's own N-D shape, else the model's `data.image_shape`.
     public func pictureShape(config: RunConfig) -> [Int]? {
         matrix.sampleShape.count >= 2 ? matrix.sampleShape : config.data.imageShape
@@ -96,8 +101,9 @@ public func decode(model: Autoencoder, parameters: FloatBuffer, latent: [Float],
 
 /// What the encoder gives for rows `indices`: the code (AE, PCA) or means then log-variances (VAE),
 /// `model.code.outputs` values per row; with `reconstructions`, also the decoded means in data units
-/// (VAE: decoded from the means, no latent noise) and the scaled inputs.
-public func encode(model: Autoencoder, parameters: FloatBuffer, data: StoredMatrix, scale: Float, indices: [Int],
+/// (VAE: decoded from the means, no latent noise) and the scaled inputs, both in scaled data units
+/// (a normalization undone).
+public func encode(model: Autoencoder, parameters: FloatBuffer, data: StoredMatrix, input: InputMapping, indices: [Int],
                    pool: ComputePool, reconstructions: Bool = false)
     -> (codes: [Float], inputs: [Float], outputs: [Float]) {
     let width = model.code.outputs, d = model.spec.inputs
@@ -112,13 +118,15 @@ public func encode(model: Autoencoder, parameters: FloatBuffer, data: StoredMatr
     while start < indices.count {
         let n = min(ws.capacity, indices.count - start)
         indices.withUnsafeBufferPointer {
-            data.gatherRows(UnsafeBufferPointer(rebasing: $0[start..<(start + n)]), scale: scale, into: ws.input.pointer)
+            input.gather(data, rows: UnsafeBufferPointer(rebasing: $0[start..<(start + n)]), into: ws.input.pointer)
         }
         let noise = NoiseSource(seed: 0, firstSample: UInt64(start), sampleLatent: false, corruptInputs: false)
         model.forward(parameters, ws, rows: n, noise: noise, pool: pool)
         codes.withUnsafeMutableBufferPointer { ($0.baseAddress! + start * width).update(from: ws.codeOutput.pointer, count: n * width) }
         if reconstructions {
             toDataUnits(ws.outputs, count: n * d, output: model.spec.output)
+            input.toData(ws.outputs, rows: n)
+            input.toData(ws.input.pointer, rows: n)
             inputs.withUnsafeMutableBufferPointer { ($0.baseAddress! + start * d).update(from: ws.input.pointer, count: n * d) }
             outputs.withUnsafeMutableBufferPointer { ($0.baseAddress! + start * d).update(from: ws.outputs, count: n * d) }
         }
@@ -147,24 +155,25 @@ public func priorDraws(count: Int, latent z: Int, seed: UInt64, rows: Range<Int>
 }
 
 /// `count` samples of a VAE decoded from its prior; every rank gets all of them.
-public func samplePrior(model: Autoencoder, parameters: FloatBuffer, count: Int, seed: UInt64,
+public func samplePrior(model: Autoencoder, parameters: FloatBuffer, count: Int, seed: UInt64, input: InputMapping,
                         communicator: Communicator, pool: ComputePool) throws -> (latent: [Float], images: [Float]) {
     let range = rowRange(count: count, rank: communicator.rank, size: communicator.size)
     let z = priorDraws(count: count, latent: model.spec.latent, seed: seed, rows: range)
-    let images = decode(model: model, parameters: parameters, latent: z, rows: range.count, pool: pool)
+    var images = decode(model: model, parameters: parameters, latent: z, rows: range.count, pool: pool)
+    input.toData(&images, rows: range.count)
     return (try shareRows(z, range: range, total: count, width: model.spec.latent, communicator: communicator),
             try shareRows(images, range: range, total: count, width: model.spec.inputs, communicator: communicator))
 }
 
 /// Linear paths in latent space between the codes of `pairs` (row a, row b): `steps` decoded points
 /// per pair from a's code (t = 0) to b's (t = 1), row-major [pairs × steps, inputs]; also the originals.
-public func interpolate(model: Autoencoder, parameters: FloatBuffer, data: StoredMatrix, scale: Float,
+public func interpolate(model: Autoencoder, parameters: FloatBuffer, data: StoredMatrix, input: InputMapping,
                         pairs: [(Int, Int)], steps: Int, pool: ComputePool)
     -> (path: [Float], starts: [Float], ends: [Float]) {
     let z = model.spec.latent
-    let a = encode(model: model, parameters: parameters, data: data, scale: scale, indices: pairs.map { $0.0 },
+    let a = encode(model: model, parameters: parameters, data: data, input: input, indices: pairs.map { $0.0 },
                    pool: pool, reconstructions: true)
-    let b = encode(model: model, parameters: parameters, data: data, scale: scale, indices: pairs.map { $0.1 },
+    let b = encode(model: model, parameters: parameters, data: data, input: input, indices: pairs.map { $0.1 },
                    pool: pool, reconstructions: true)
     let za = latentPart(a.codes, rows: pairs.count, model: model), zb = latentPart(b.codes, rows: pairs.count, model: model)
     var latent = [Float](repeating: 0, count: pairs.count * steps * z)
@@ -176,7 +185,8 @@ public func interpolate(model: Autoencoder, parameters: FloatBuffer, data: Store
             }
         }
     }
-    let path = decode(model: model, parameters: parameters, latent: latent, rows: pairs.count * steps, pool: pool)
+    var path = decode(model: model, parameters: parameters, latent: latent, rows: pairs.count * steps, pool: pool)
+    input.toData(&path, rows: pairs.count * steps)
     return (path, a.inputs, b.inputs)
 }
 
@@ -187,16 +197,16 @@ public func interpolate(model: Autoencoder, parameters: FloatBuffer, data: Store
 /// error, i.e. up to the same constant as the ELBO the loss reports). K = 1 is the one-sample ELBO;
 /// the estimate is never above the negative ELBO in expectation and tightens as K grows.
 /// Draw k of row i is keyed by (seed, evaluation stream, k) and i.
-public func importanceSampledNLL(model: Autoencoder, parameters: FloatBuffer, data: StoredMatrix, scale: Float,
+public func importanceSampledNLL(model: Autoencoder, parameters: FloatBuffer, data: StoredMatrix, input: InputMapping,
                                  samples k: Int, seed: UInt64, communicator: Communicator,
                                  pool: ComputePool) throws -> Double {
-    try importanceSampledLikelihood(model: model, parameters: parameters, data: data, scale: scale, samples: k,
+    try importanceSampledLikelihood(model: model, parameters: parameters, data: data, input: input, samples: k,
                                     seed: seed, communicator: communicator, pool: pool).nll
 }
 
 /// The importance-sampled NLL and, from the same draws, the Monte-Carlo negative ELBO (the mean of
 /// -log w_k). Per row, log-mean-exp ≥ mean (Jensen), so `nll` ≤ `negativeELBO` always.
-public func importanceSampledLikelihood(model: Autoencoder, parameters: FloatBuffer, data: StoredMatrix, scale: Float,
+public func importanceSampledLikelihood(model: Autoencoder, parameters: FloatBuffer, data: StoredMatrix, input: InputMapping,
                                         samples k: Int, seed: UInt64, communicator: Communicator,
                                         pool: ComputePool) throws -> (nll: Double, negativeELBO: Double) {
     precondition(model.spec.kind == .vae && k >= 1)
@@ -211,7 +221,7 @@ public func importanceSampledLikelihood(model: Autoencoder, parameters: FloatBuf
         let rows = min(ws.capacity, range.upperBound - start)
         for i in 0..<rows { indices[i] = start + i }
         indices.withUnsafeBufferPointer {   // forward() reads the clean input and leaves it as it is
-            data.gatherRows(UnsafeBufferPointer(rebasing: $0[0..<rows]), scale: scale, into: ws.input.pointer)
+            input.gather(data, rows: UnsafeBufferPointer(rebasing: $0[0..<rows]), into: ws.input.pointer)
         }
         for draw in 0..<k {
             let drawSeed = RandomKey(seed: seed, stream: .evaluation, 0x1A5E_ED00, UInt64(draw)).bits

@@ -40,6 +40,8 @@ public struct LoadedModel {
     public let config: RunConfig
     public let model: Autoencoder
     public let parameters: FloatBuffer
+    /// The inputs' normalization the model was trained with (nil: none).
+    public var normalization: FeatureNormalization? = nil
 }
 
 /// The configuration of a checkpoint or of a PCA file.
@@ -61,7 +63,11 @@ public func loadModel(checkpointPath: String, features: Int) throws -> LoadedMod
     let model = Autoencoder(spec: spec)
     let parameters = FloatBuffer(count: model.parameterCount)
     try checkpoint.load(model: model, parameters: parameters, optimizer: nil)
-    return LoadedModel(path: checkpointPath, config: checkpoint.config, model: model, parameters: parameters)
+    if let n = checkpoint.normalization, n.shift.count != features {
+        throw ConfigError("checkpoint '\(checkpointPath)': its normalization has \(n.shift.count) features but the data has \(features)")
+    }
+    return LoadedModel(path: checkpointPath, config: checkpoint.config, model: model, parameters: parameters,
+                       normalization: checkpoint.normalization)
 }
 
 /// The file a split lives in: `--data` when given, else the test split's `data.test_path` (when
@@ -86,7 +92,7 @@ public func evaluateCheckpoint(path: String, dataPath: String?, split: String?, 
                                importanceSamples: Int? = nil,
                                communicator: Communicator) throws -> EvaluationReport {
     let pool = ComputePool(threads: threads ?? defaultThreads(localRanks: communicator.localSize))
-    let (loaded, data, scale, name) = try agreeing(communicator) { () -> (LoadedModel, StoredMatrix, Float, String) in
+    let (loaded, data, input, name) = try agreeing(communicator) { () -> (LoadedModel, StoredMatrix, InputMapping, String) in
         let config = try modelFileConfig(path: path)
         let file = dataFile(split: split, config: config, dataPath: dataPath)
         let name = datasetPath(split: split, config: config)
@@ -96,16 +102,16 @@ public func evaluateCheckpoint(path: String, dataPath: String?, split: String?, 
         if importanceSamples != nil, loaded.model.spec.kind != .vae {
             throw ConfigError("--importance-samples: '\(path)' holds a model of kind '\(loaded.model.spec.kind.rawValue)'; the importance-sampled likelihood needs a VAE")
         }
-        return (loaded, data, scale, name)
+        return (loaded, data, InputMapping(scale: scale, normalization: loaded.normalization), name)
     }
     let workspace = Workspace(model: loaded.model, capacity: 256)
-    let result = try evaluate(model: loaded.model, parameters: loaded.parameters, data: data, scale: scale,
+    let result = try evaluate(model: loaded.model, parameters: loaded.parameters, data: data, input: input,
                               seed: loaded.config.train.seed, workspace: workspace,
                               communicator: communicator, pool: pool)
     var report = EvaluationReport(split: name, result: result, kind: loaded.model.spec.kind)
     if let k = importanceSamples {
         report.nllIS = try importanceSampledNLL(model: loaded.model, parameters: loaded.parameters, data: data,
-                                                scale: scale, samples: k, seed: loaded.config.train.seed,
+                                                input: input, samples: k, seed: loaded.config.train.seed,
                                                 communicator: communicator, pool: pool)
         report.importanceSamples = k
     }

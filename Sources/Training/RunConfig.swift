@@ -19,6 +19,8 @@ public struct DataSettings: Equatable, Sendable {
     /// One sample's picture shape, [H, W] or [H, W, C]: given for 2-D datasets, or nil; a trained
     /// run holds the resolved one (an N-D dataset's own trailing shape, or the file's image_shape).
     public var imageShape: [Int]? = nil
+    /// Per-feature normalization of the model inputs, from the train split's statistics.
+    public var normalize: NormalizationKind = .none
     /// nil: automatic (integer data: 1 / the train split's maximum; floats: 1); a trained run
     /// holds the number it resolved to.
     public var scale: Float? = nil
@@ -85,6 +87,7 @@ public struct RunConfig: Equatable, Sendable {
       test: test/images
       test_path: null
       scale: auto
+      normalize: none
       image_shape: null
     train:
       epochs: 10
@@ -175,6 +178,7 @@ public struct RunConfig: Equatable, Sendable {
         data.test = try r.optionalString("data.test")
         data.testPath = try r.optionalString("data.test_path")
         data.scale = try r.scale("data.scale")
+        data.normalize = try r.choice("data.normalize", NormalizationKind.self)
         data.imageShape = try r.optionalIntList("data.image_shape", minimum: 1)
         if let shape = data.imageShape, !(2...3).contains(shape.count) {
             throw r.error("data.image_shape", "[height, width] or [height, width, channels], or null")
@@ -229,6 +233,7 @@ public struct RunConfig: Equatable, Sendable {
           test: \(data.test.map(quoted) ?? "null")
           test_path: \(data.testPath.map(quoted) ?? "null")
           scale: \(data.scale.map(number) ?? "auto")
+          normalize: \(data.normalize.rawValue)
           image_shape: \(data.imageShape.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" } ?? "null")
         train:
           epochs: \(train.epochs)

@@ -272,7 +272,7 @@ public final class Trainer {
             try MetricsLog(path: config.runDirectory + "/metrics.jsonl", enabled: communicator.isRoot)
         }
         let dropped = data.train.rows - stepsPerEpoch * plan.global
-        console.progress("aedist: \(model.summary), \(model.parameterCount) parameters; \(data.train.rows) training rows from \(data.train.source), scale \(data.scale)")
+        console.progress("aedist: \(model.summary), \(model.parameterCount) parameters; \(data.train.rows) training rows from \(data.train.source), scale \(data.scale)" + (data.normalization.map { ", \($0.kind.rawValue) normalization" } ?? ""))
         console.progress("aedist: \(communicator.size) rank(s) x \(threads) thread(s), \(pool.instructionSet) kernels; global batch \(plan.global) (\(plan.perRank) per rank, micro-batch \(plan.microBatch)); \(stepsPerEpoch) steps per epoch" + (dropped > 0 ? ", the last \(dropped) samples of each epoch's order are dropped" : ""))
         if progress.step >= totalSteps {
             console.progress("aedist: already at step \(progress.step) of \(totalSteps); nothing to train")
@@ -345,7 +345,7 @@ public final class Trainer {
             }
             if endOfEpoch || finished {
                 if let test = data.test {
-                    let result = try evaluate(model: model, parameters: parameters, data: test, scale: data.scale,
+                    let result = try evaluate(model: model, parameters: parameters, data: test, input: data.input,
                                               seed: config.train.seed, workspace: evaluationWorkspace,
                                               communicator: communicator, pool: pool)
                     testLoss = result.loss
@@ -379,7 +379,7 @@ public final class Trainer {
 
     /// The current model's loss and code statistics on the training set.
     public func evaluateTraining() throws -> EvaluationResult {
-        try evaluate(model: model, parameters: parameters, data: data.train, scale: data.scale, seed: config.train.seed,
+        try evaluate(model: model, parameters: parameters, data: data.train, input: data.input, seed: config.train.seed,
                      workspace: evaluationWorkspace, communicator: communicator, pool: pool)
     }
 
@@ -391,7 +391,8 @@ public final class Trainer {
             do {
                 try Checkpoint.write(to: path, config: config, model: model, parameters: parameters,
                                      optimizer: optimizer, progress: progress, record: record,
-                                     sampleShape: data.train.sampleShape, worldSize: communicator.size)
+                                     sampleShape: data.train.sampleShape, normalization: data.normalization,
+                                     worldSize: communicator.size)
             } catch {
                 throw ConfigError("writing checkpoint '\(path)' failed: \(error); the earlier checkpoints are intact (\(lastCheckpoint ?? "none"))")
             }

@@ -132,7 +132,8 @@ public final class TrainingStep {
         }
         let first = position * plan.global + rank * plan.perRank
         for i in 0..<plan.perRank { indices[i] = order[first + i] }
-        indices.withUnsafeBufferPointer { data.train.gatherRows($0, scale: data.scale, into: workspace.input.pointer) }
+        let input = data.input
+        indices.withUnsafeBufferPointer { input.gather(data.train, rows: $0, into: workspace.input.pointer) }
         lap(\.data, &clock)
         let noise = NoiseSource(seed: seed, firstSample: UInt64(step) * UInt64(plan.global) + UInt64(rank * plan.perRank),
                                 corruptInputs: true)

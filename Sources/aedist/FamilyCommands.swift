@@ -127,7 +127,7 @@ struct EncodeCommand: ParsableCommand {
             }
             let model = loaded.model, n = split.matrix.rows, width = model.code.outputs, z = model.spec.latent
             let range = rowRange(count: n, rank: communicator.rank, size: communicator.size)
-            let local = Training.encode(model: model, parameters: loaded.parameters, data: split.matrix, scale: split.scale,
+            let local = Training.encode(model: model, parameters: loaded.parameters, data: split.matrix, input: split.input(for: loaded),
                                         indices: Array(range), pool: pool).codes
             let codes = try shareRows(local, range: range, total: n, width: width, communicator: communicator)
             try onRoot(communicator) {
@@ -206,7 +206,7 @@ struct ReconstructCommand: ParsableCommand {
             // Few rows: every rank computes them (cheap); rank 0 writes.
             var originals = [Float](), outputs = [[Float]]()
             for m in models {
-                let r = Training.encode(model: m.model, parameters: m.parameters, data: split.matrix, scale: split.scale,
+                let r = Training.encode(model: m.model, parameters: m.parameters, data: split.matrix, input: split.input(for: m),
                                         indices: Array(0..<count), pool: pool, reconstructions: true)
                 originals = r.inputs
                 outputs.append(r.outputs)
@@ -275,8 +275,10 @@ struct SampleCommand: ParsableCommand {
                 let shape = png ? try ImageShape.resolve(override: shapeText, known: config.data.imageShape, dataFile: file, features: features) : nil
                 return (try loadModel(checkpointPath: path, features: features), shape)
             }
-            let (latent, images) = try samplePrior(model: loaded.model, parameters: loaded.parameters, count: count,
-                                                   seed: seed, communicator: communicator, pool: pool)
+            // Decoded draws in data units: the scale does not enter, a normalization is undone.
+            let (latent, images) = try samplePrior(model: loaded.model, parameters: loaded.parameters, count: count, seed: seed,
+                                                   input: InputMapping(scale: 1, normalization: loaded.normalization),
+                                                   communicator: communicator, pool: pool)
             try onRoot(communicator) {
                 if let shape {
                     try PNG.write(Pictures.grid(images, count: count, shape: shape), to: out)
@@ -340,7 +342,7 @@ struct InterpolateCommand: ParsableCommand {
                 return (try loadModel(checkpointPath: path, features: split.matrix.columns), split, shape)
             }
             let r = Training.interpolate(model: loaded.model, parameters: loaded.parameters, data: split.matrix,
-                                         scale: split.scale, pairs: (0..<pairs).map { (2 * $0, 2 * $0 + 1) },
+                                         input: split.input(for: loaded), pairs: (0..<pairs).map { (2 * $0, 2 * $0 + 1) },
                                          steps: steps, pool: pool)
             try onRoot(communicator) {
                 if let shape {

@@ -37,7 +37,7 @@ final class FamilyVAETests: XCTestCase {
         let loaded = try loadModel(checkpointPath: path, features: 64)
         let test = try StoredMatrix(file: digitsPath, dataset: "test/images")
         func estimate(_ k: Int) throws -> (nll: Double, negativeELBO: Double) {
-            try importanceSampledLikelihood(model: loaded.model, parameters: loaded.parameters, data: test, scale: 0.0625,
+            try importanceSampledLikelihood(model: loaded.model, parameters: loaded.parameters, data: test, input: InputMapping(scale: 0.0625),
                                             samples: k, seed: 0, communicator: SingleProcess(), pool: pool)
         }
         let report = try evaluateCheckpoint(path: path, dataPath: nil, split: "test", threads: 2, importanceSamples: 20,
@@ -74,11 +74,11 @@ final class FamilyVAETests: XCTestCase {
         let path = try Self.trained.get()
         let pool = ComputePool(threads: 2)
         let loaded = try loadModel(checkpointPath: path, features: 64)
-        let a = try samplePrior(model: loaded.model, parameters: loaded.parameters, count: 9, seed: 4,
+        let a = try samplePrior(model: loaded.model, parameters: loaded.parameters, count: 9, seed: 4, input: InputMapping(scale: 1),
                                 communicator: SingleProcess(), pool: pool)
-        let b = try samplePrior(model: loaded.model, parameters: loaded.parameters, count: 9, seed: 4,
+        let b = try samplePrior(model: loaded.model, parameters: loaded.parameters, count: 9, seed: 4, input: InputMapping(scale: 1),
                                 communicator: SingleProcess(), pool: pool)
-        let c = try samplePrior(model: loaded.model, parameters: loaded.parameters, count: 9, seed: 5,
+        let c = try samplePrior(model: loaded.model, parameters: loaded.parameters, count: 9, seed: 5, input: InputMapping(scale: 1),
                                 communicator: SingleProcess(), pool: pool)
         XCTAssertEqual(a.images, b.images)
         XCTAssertNotEqual(a.images, c.images)
@@ -91,14 +91,14 @@ final class FamilyVAETests: XCTestCase {
         XCTAssertEqual(variance, 1, accuracy: 0.05)
         // Codes: means then log-variances; decoding the means gives the reconstructions.
         let test = try StoredMatrix(file: digitsPath, dataset: "test/images")
-        let e = encode(model: loaded.model, parameters: loaded.parameters, data: test, scale: 0.0625, indices: [3, 4, 5],
+        let e = encode(model: loaded.model, parameters: loaded.parameters, data: test, input: InputMapping(scale: 0.0625), indices: [3, 4, 5],
                        pool: pool, reconstructions: true)
         XCTAssertEqual(e.codes.count, 3 * 8)
         let means = latentPart(e.codes, rows: 3, model: loaded.model)
         let decoded = decode(model: loaded.model, parameters: loaded.parameters, latent: means, rows: 3, pool: pool)
         for i in 0..<decoded.count { XCTAssertEqual(decoded[i], e.outputs[i], accuracy: 1e-5) }
         // Interpolation ends decode the two codes.
-        let line = interpolate(model: loaded.model, parameters: loaded.parameters, data: test, scale: 0.0625,
+        let line = interpolate(model: loaded.model, parameters: loaded.parameters, data: test, input: InputMapping(scale: 0.0625),
                                pairs: [(3, 4)], steps: 5, pool: pool)
         for i in 0..<64 {
             XCTAssertEqual(line.path[i], decoded[i], accuracy: 1e-5)
