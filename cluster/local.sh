@@ -31,7 +31,8 @@ flags=(--bind-to none)
 # SIGTERM, possibly inside a checkpoint write. So mpirun runs in a session of its own (Ctrl-C does
 # not reach it) and this script passes SIGINT and SIGTERM on as SIGUSR1, which mpirun forwards:
 # every rank finishes its step, writes a checkpoint, and the job exits 75.
-trap 'kill -USR1 "$launcher" 2>/dev/null' INT TERM USR1
+launcher=""
+trap '[ -n "$launcher" ] && kill -USR1 "$launcher" 2>/dev/null' INT TERM USR1
 setsid mpirun "${flags[@]}" -np "$np" "$bin" train --threads "$threads" "$@" &
 launcher=$!
 # `wait` returns early when a trapped signal arrives: wait again until mpirun has exited.
