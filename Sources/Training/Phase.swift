@@ -18,13 +18,17 @@ public func agreeing<T>(_ communicator: Communicator, _ body: () throws -> T) th
     let failed: Bool
     if case .failure = result { failed = true } else { failed = false }
     if let first = try communicator.firstFailingRank(localFailure: failed) {
+        // Every rank ends with the failing rank's exit status (a run directory in use is not 1).
+        var code: Int32 = 1
+        if first == communicator.rank, case .failure(let error) = result, let e = error as? RunFailure { code = e.exitCode }
+        try withUnsafeMutableBytes(of: &code) { try communicator.broadcast($0.baseAddress!, byteCount: 4, root: first) }
         if first == communicator.rank, case .failure(let error) = result {
             if let e = error as? RunFailure { throw e }
             // Rank 0's failures are usually everyone's (same file, same config): no prefix then.
             let prefix = communicator.rank > 0 ? "rank \(communicator.rank): " : ""
-            throw RunFailure(message: prefix + "\(error)", exitCode: 1)
+            throw RunFailure(message: prefix + "\(error)", exitCode: code)
         }
-        throw RunFailure(message: nil, exitCode: 1)
+        throw RunFailure(message: nil, exitCode: code)
     }
     return try result.get()
 }

@@ -120,6 +120,8 @@ public final class Trainer {
     let threads: Int
     /// Settings changed since the checkpoint resumed from, "key old → new" (rank 0).
     var changedOnResume: [String] = []
+    /// Rank 0's hold on the run directory, for as long as this trainer lives.
+    var lock: RunLock?
 
     public init(config unresolved: RunConfig, options: TrainOptions, communicator: Communicator) throws {
         let config = unresolved
@@ -167,6 +169,8 @@ public final class Trainer {
         let c = config
         let chosen: String = try agreeing(communicator) {
             guard communicator.isRoot else { return "" }
+            // First, before anything in the directory is touched: a live run's files stay its own.
+            lock = try RunLock(runDirectory: c.runDirectory, log: { console.progress($0) })
             for name in removeStrayTemporaryFiles(in: checkpoints.path) {
                 console.warn("warning: removed unfinished checkpoint '\(checkpoints.path)/\(name)' left by an interrupted write")
             }
@@ -388,6 +392,7 @@ public final class Trainer {
         let path = checkpoints.file(forStep: progress.step)
         try training.gatherOptimizerState()
         try onRoot(communicator) {
+            try lock?.check(runDirectory: config.runDirectory)
             do {
                 try Checkpoint.write(to: path, config: config, model: model, parameters: parameters,
                                      optimizer: optimizer, progress: progress, record: record,
