@@ -46,6 +46,9 @@ public struct TrainSettings: Equatable, Sendable {
     public var keepCheckpoints = 3
     /// Rescale the gradient when its global L2 norm exceeds this (nil: no clipping).
     public var clipGradNorm: Float? = nil
+    /// Seconds without progress in a step's collectives before a rank ends the job; nil:
+    /// automatic, max(60, 20 × the slowest step so far).
+    public var stallTimeout: Double? = nil
 
     /// The micro-batch in use: the configured one, or the automatic one for this batch.
     public var resolvedMicroBatch: Int { microBatch ?? TrainSettings.automaticMicroBatch(batchSize: batchSize) }
@@ -104,6 +107,7 @@ public struct RunConfig: Equatable, Sendable {
       checkpoint_every: 500
       keep_checkpoints: 3
       clip_grad_norm: null
+      stall_timeout: auto
     run_dir: null
     """
 
@@ -197,6 +201,12 @@ public struct RunConfig: Equatable, Sendable {
         train.checkpointEvery = try r.int("train.checkpoint_every", minimum: 1)
         train.keepCheckpoints = try r.int("train.keep_checkpoints", minimum: 1)
         train.clipGradNorm = try r.optionalFloat("train.clip_grad_norm", minimum: 0, exclusive: true)
+        if let n = r.values["train.stall_timeout"], case .scalar(let s) = n, s.string == "auto" {
+            train.stallTimeout = nil
+        } else {
+            do { train.stallTimeout = Double(try r.float("train.stall_timeout", minimum: 0, exclusive: true)) }
+            catch { throw r.error("train.stall_timeout", "auto or a number of seconds > 0") }
+        }
         if let dir = try r.optionalString("run_dir") {
             runDirectory = dir
         } else {
@@ -250,6 +260,7 @@ public struct RunConfig: Equatable, Sendable {
           checkpoint_every: \(train.checkpointEvery)
           keep_checkpoints: \(train.keepCheckpoints)
           clip_grad_norm: \(train.clipGradNorm.map(number) ?? "null")
+          stall_timeout: \(train.stallTimeout.map { "\($0)" } ?? "auto")
         run_dir: \(quoted(runDirectory))
 
         """
@@ -259,7 +270,7 @@ public struct RunConfig: Equatable, Sendable {
     /// equal the checkpoint's, since it changes the model, the data or the order of the steps.
     public static let changeableOnResume: Set<String> = [
         "train.epochs", "train.max_steps", "train.lr", "train.momentum", "model.kl_weight",
-        "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.overlap_reduction",
+        "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.overlap_reduction", "train.stall_timeout",
         "data.path", "data.test", "data.test_path", "data.image_shape", "run_dir",
     ]
 

@@ -122,6 +122,8 @@ public final class Trainer {
     var changedOnResume: [String] = []
     /// Rank 0's hold on the run directory, for as long as this trainer lives.
     var lock: RunLock?
+    /// Ends this rank when a step's collectives stop making progress.
+    let watchdog: StallWatchdog
 
     public init(config unresolved: RunConfig, options: TrainOptions, communicator: Communicator) throws {
         let config = unresolved
@@ -130,6 +132,7 @@ public final class Trainer {
         threads = options.threads ?? defaultThreads(localRanks: communicator.localSize)
         pool = ComputePool(threads: threads)
         checkpoints = CheckpointDirectory(runDirectory: config.runDirectory)
+        watchdog = StallWatchdog(timeout: config.train.stallTimeout, rank: communicator.rank)
 
         let c = config
         let rank = communicator.rank
@@ -228,6 +231,7 @@ public final class Trainer {
         let path = try communicator.broadcast(chosen, root: 0)
         if !path.isEmpty {
             lastCheckpoint = path
+            watchdog.end(checkpoint: path)
             console.progress("resuming from \(path) at step \(progress.step) (run \(record.runID))")
             if !changedOnResume.isEmpty {
                 console.progress("aedist: settings changed since that checkpoint: " + changedOnResume.joined(separator: ", "))
@@ -298,6 +302,7 @@ public final class Trainer {
             let stepStart = Date()
             let step = progress.step
             let epoch = step / stepsPerEpoch
+            watchdog.begin("the training step (its exchange with every rank)", step: step)
             let result = try training.computeGradient(step: step, stopRequested: Preemption.requested != 0)
             let (loss, recon, kl) = (result.total, result.reconstruction, result.kl)
             guard loss.isFinite else {
@@ -313,6 +318,7 @@ public final class Trainer {
                 }
             }
             try training.update()
+            watchdog.end(stepSeconds: Date().timeIntervalSince(stepStart))
             progress.step += 1
             progress.samplesSeen += Int64(plan.global)
             progress.epoch = progress.step / stepsPerEpoch
@@ -349,6 +355,8 @@ public final class Trainer {
             }
             if endOfEpoch || finished {
                 if let test = data.test {
+                    watchdog.begin("the test evaluation", step: step, steps: Double(test.rows) / Double(plan.global))
+                    defer { watchdog.end() }
                     let result = try evaluate(model: model, parameters: parameters, data: test, input: data.input,
                                               seed: config.train.seed, workspace: evaluationWorkspace,
                                               communicator: communicator, pool: pool)
@@ -404,6 +412,7 @@ public final class Trainer {
             checkpoints.prune(keep: config.train.keepCheckpoints, runID: record.runID)
         }
         lastCheckpoint = path
+        watchdog.end(checkpoint: path)
     }
 }
 

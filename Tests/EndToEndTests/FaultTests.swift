@@ -152,6 +152,36 @@ final class FaultTests: XCTestCase {
         XCTAssertTrue(again.stdout.contains("resuming from"), again.stdout)
     }
 
+    func testAStoppedRankEndsTheWholeJobWithinTheStallTimeoutAndTheRunResumes() throws {
+        let dir = Launcher.temporaryDirectory("stall")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // np = 3, one micro-batch each; a rank stopped with SIGSTOP acts as a hung node.
+        let args = smallRun + ["--run-dir", dir.path, "--threads", "1", "--set", "train.batch_size=48", "--set", "train.micro_batch=16",
+                               "--set", "train.max_steps=4000", "--set", "train.checkpoint_every=10", "--set", "train.stall_timeout=5"]
+        let stoppedAt = Shared(Date())
+        let result = try Launcher.run(args, mpi: Launcher.mpirun(3), timeout: 120) { process in
+            DispatchQueue.global().async {
+                ResumeTests.waitForProgress(in: dir, records: 4)
+                let ranks = FaultTests.children(of: process.processIdentifier).filter { FaultTests.command($0).contains("aedist") }
+                if let victim = ranks.last { stoppedAt.value = Date(); kill(victim, SIGSTOP) }
+            }
+        }
+        let seconds = Date().timeIntervalSince(stoppedAt.value)
+        XCTAssertFalse(result.timedOut, "the job hung after a rank stopped responding")
+        XCTAssertEqual(result.status, 69, result.stderr)
+        XCTAssertLessThan(seconds, 25, "the job took \(seconds) s to end after the stop (stall timeout 5 s)")
+        XCTAssertTrue(result.stderr.contains("has made no progress for") && result.stderr.contains("train.stall_timeout: 5.0 s"), result.stderr)
+        XCTAssertNil(result.summary?["status"], "the run claims it finished")
+        Self.record("one of 3 ranks stops responding (SIGSTOP)", ["--set train.stall_timeout=5 (SIGSTOP of one rank mid-training, np = 3)"],
+                    LaunchResult(status: result.status, stdout: "",
+                                 stderr: result.stderr.split(separator: "\n").first(where: { $0.contains("no progress") }).map(String.init)?
+                                    .replacingOccurrences(of: dir.path, with: "RUN") ?? result.stderr,
+                                 seconds: seconds, timedOut: false))
+        let again = try Launcher.run(args.map { $0 == "train.max_steps=4000" ? "train.max_steps=20" : $0 }, mpi: Launcher.mpirun(3), timeout: 60)
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stdout.contains("resuming from"), again.stdout)
+    }
+
     func testCheckpointWriteFailureKeepsEarlierCheckpoints() throws {
         // A small tmpfs as the run directory, filled up after the first checkpoint: a real ENOSPC.
         let mount = Launcher.temporaryDirectory("diskfull")
