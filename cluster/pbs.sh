@@ -25,7 +25,10 @@ np=$(wc -l < "$PBS_NODEFILE")
 # forwards SIGUSR1 to the ranks, which checkpoint and exit 75.
 trap 'kill -USR1 "$launcher" 2>/dev/null' TERM USR1
 # shellcheck disable=SC2086
-mpirun -np "$np" ${HDF5_PLUGIN_PATH:+-x HDF5_PLUGIN_PATH} --hostfile "$PBS_NODEFILE" --map-by "slot:PE=$THREADS" --bind-to core \
+# The out-of-band keepalive bounds how long mpirun waits for a daemon behind a dead link (about
+# 11 s instead of 8 minutes); aedist's own stall watchdog (train.stall_timeout) ends the ranks.
+mpirun -np "$np" ${HDF5_PLUGIN_PATH:+-x HDF5_PLUGIN_PATH} \
+  --mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2 --mca oob_tcp_keepalive_probes 3 --hostfile "$PBS_NODEFILE" --map-by "slot:PE=$THREADS" --bind-to core \
   "$AEDIST" train --config "$CONFIG" --threads "$THREADS" $EXTRA &
 launcher=$!
 wait "$launcher"; status=$?

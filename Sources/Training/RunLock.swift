@@ -14,27 +14,33 @@ struct LockHolder: Equatable {
     var job: String?
     var token: String
     var started: String
+    /// Under mpirun: the launcher process that started this rank. A rank whose launcher has exited
+    /// is being torn down (mpirun ends its ranks after one fails), so its lock is as good as free.
+    var launcher: Int32?
 
     static func current() -> LockHolder {
         let env = ProcessInfo.processInfo.environment
         return LockHolder(host: ProcessInfo.processInfo.hostName, pid: getpid(),
                           job: env["SLURM_JOB_ID"] ?? env["PBS_JOBID"],
                           token: String(format: "%016llx", UInt64.random(in: 0...UInt64.max)),
-                          started: ISO8601DateFormatter().string(from: Date()))
+                          started: ISO8601DateFormatter().string(from: Date()),
+                          launcher: Console.underLauncher ? getppid() : nil)
     }
 
     var json: String {
-        Console.encode(["host": host, "pid": Int(pid), "job": job.map { $0 as Any } ?? NSNull(), "token": token, "started": started])
+        Console.encode(["host": host, "pid": Int(pid), "job": job.map { $0 as Any } ?? NSNull(), "token": token, "started": started,
+                        "launcher": launcher.map { Int($0) as Any } ?? NSNull()])
     }
 
-    init(host: String, pid: Int32, job: String?, token: String, started: String) {
-        self.host = host; self.pid = pid; self.job = job; self.token = token; self.started = started
+    init(host: String, pid: Int32, job: String?, token: String, started: String, launcher: Int32? = nil) {
+        self.host = host; self.pid = pid; self.job = job; self.token = token; self.started = started; self.launcher = launcher
     }
 
     init?(json text: String) {
         guard let o = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any],
               let host = o["host"] as? String, let pid = o["pid"] as? Int, let token = o["token"] as? String else { return nil }
-        self.init(host: host, pid: Int32(pid), job: o["job"] as? String, token: token, started: o["started"] as? String ?? "?")
+        self.init(host: host, pid: Int32(pid), job: o["job"] as? String, token: token, started: o["started"] as? String ?? "?",
+                  launcher: (o["launcher"] as? Int).map { Int32($0) })
     }
 
     var described: String { "process \(pid) on host \(host)" + (job.map { " (job \($0))" } ?? "") + ", started \(started)" }
@@ -88,6 +94,13 @@ final class RunLock: @unchecked Sendable {
         if let job = other.job, job == me.job { return "the same batch job \(job), requeued" }
         if other.host == me.host {
             if kill(other.pid, 0) != 0 && errno == ESRCH { return "that process has exited" }
+            // /proc/PID/stat: "pid (name) state ppid ...": a zombie has exited; an orphaned rank is ending.
+            let stat = (try? String(contentsOfFile: "/proc/\(other.pid)/stat", encoding: .utf8)) ?? ""
+            let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
+            if fields.first == "Z" || fields.first == "X" { return "that process has exited" }
+            if let launcher = other.launcher, fields.count > 1, Int32(fields[1]) != launcher {
+                return "its launcher (process \(launcher)) has exited, and mpirun is ending its ranks"
+            }
             let command = (try? String(contentsOfFile: "/proc/\(other.pid)/cmdline", encoding: .utf8)) ?? ""
             if !command.isEmpty && !command.contains("aedist") { return "process \(other.pid) is no longer aedist" }
             return nil

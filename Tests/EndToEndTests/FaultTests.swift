@@ -130,12 +130,7 @@ final class FaultTests: XCTestCase {
         let args = smallRun + ["--run-dir", dir.path, "--threads", "1", "--set", "train.max_steps=4000", "--set", "train.checkpoint_every=5"]
         let killedAt = Shared(Date())
         let result = try Launcher.run(args, mpi: Launcher.mpirun(4), timeout: 120) { process in
-            DispatchQueue.global().async {
-                ResumeTests.waitForProgress(in: dir, records: 3)
-                // One rank: a child of mpirun that runs aedist.
-                let ranks = FaultTests.children(of: process.processIdentifier).filter { FaultTests.command($0).contains("aedist") }
-                if let victim = ranks.last { killedAt.value = Date(); kill(victim, SIGKILL) }
-            }
+            FaultTests.signalOneRank(of: process, SIGKILL, after: 3, in: dir, sentAt: killedAt)
         }
         let seconds = Date().timeIntervalSince(killedAt.value)
         XCTAssertFalse(result.timedOut, "the job hung after a rank was killed")
@@ -160,11 +155,7 @@ final class FaultTests: XCTestCase {
                                "--set", "train.max_steps=4000", "--set", "train.checkpoint_every=10", "--set", "train.stall_timeout=5"]
         let stoppedAt = Shared(Date())
         let result = try Launcher.run(args, mpi: Launcher.mpirun(3), timeout: 120) { process in
-            DispatchQueue.global().async {
-                ResumeTests.waitForProgress(in: dir, records: 4)
-                let ranks = FaultTests.children(of: process.processIdentifier).filter { FaultTests.command($0).contains("aedist") }
-                if let victim = ranks.last { stoppedAt.value = Date(); kill(victim, SIGSTOP) }
-            }
+            FaultTests.signalOneRank(of: process, SIGSTOP, after: 4, in: dir, sentAt: stoppedAt)
         }
         let seconds = Date().timeIntervalSince(stoppedAt.value)
         XCTAssertFalse(result.timedOut, "the job hung after a rank stopped responding")
@@ -217,6 +208,16 @@ final class FaultTests: XCTestCase {
         p.arguments = ["-c", command + " 2>/dev/null"]
         try p.run(); p.waitUntilExit()
         return p.terminationStatus
+    }
+
+    /// Once `dir` holds `records` progress lines, sends `signal` to one rank (a child of the mpirun
+    /// `process` that runs aedist) and notes when in `sentAt`; returns at once.
+    static func signalOneRank(of process: Process, _ signal: Int32, after records: Int, in dir: URL, sentAt: Shared<Date>) {
+        DispatchQueue.global().async {
+            ResumeTests.waitForProgress(in: dir, records: records)
+            let ranks = FaultTests.children(of: process.processIdentifier).filter { FaultTests.command($0).contains("aedist") }
+            if let victim = ranks.last { sentAt.value = Date(); kill(victim, signal) }
+        }
     }
 
     static func children(of pid: Int32) -> [Int32] {

@@ -1,0 +1,152 @@
+// Several hosts on one machine (Tests/testbed/hosts.sh: network namespaces, a bridge, Open MPI over
+// TCP only): training across hosts gives the same bits as on one, and faults on a remote host end
+// the whole job within a bound instead of hanging it.
+import Foundation
+import XCTest
+
+final class MultiHostTests: XCTestCase {
+    static let bed = Launcher.temporaryDirectory("hosts")
+    static let script = Launcher.packageRoot.appendingPathComponent("Tests/testbed/hosts.sh").path
+    static var ready = false
+
+    static func shell(_ arguments: [String], timeout: Double = 60) -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = arguments
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        guard (try? p.run()) != nil else { return (127, "cannot start bash") }
+        let data = Shared(Data())
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async { data.value = pipe.fileHandleForReading.readDataToEndOfFile(); done.signal() }
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(20_000) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit(); done.wait()
+        return (p.terminationStatus, String(decoding: data.value, as: UTF8.self))
+    }
+
+    override class func setUp() {
+        super.setUp()
+        _ = shell([script, "down", bed.path])
+        let up = shell([script, "up", bed.path, "3"])
+        ready = up.status == 0
+        if !ready { print("multi-host test bed not available: \(up.output)") }
+    }
+
+    override class func tearDown() {
+        _ = shell([script, "down", bed.path])
+        try? FileManager.default.removeItem(at: bed)
+        super.tearDown()
+    }
+
+    override func setUpWithError() throws {
+        guard Self.ready else { throw XCTSkip("network namespaces are not available (needs root and iproute2)") }
+    }
+
+    /// Open MPI settings of the test bed (TCP over the bridge, daemons through its agent), plus the
+    /// out-of-band keepalive that our launchers set so that mpirun notices a dead link.
+    var environment: [String: String] {
+        var env: [String: String] = [:]
+        let text = (try? String(contentsOfFile: Self.bed.appendingPathComponent("env").path, encoding: .utf8)) ?? ""
+        for line in text.split(separator: "\n") {
+            for pair in line.replacingOccurrences(of: "export ", with: "").split(separator: " ") {
+                let kv = pair.split(separator: "=", maxSplits: 1)
+                if kv.count == 2 { env[String(kv[0])] = String(kv[1]) }
+            }
+        }
+        for (k, v) in ["oob_tcp_keepalive_time": "5", "oob_tcp_keepalive_intvl": "2", "oob_tcp_keepalive_probes": "3"] {
+            env["OMPI_MCA_" + k] = v
+        }
+        return env
+    }
+
+    /// `aedist ARGS` under mpirun started on host 1, one rank per host of `hosts`.
+    func launch(_ arguments: [String], hosts: Int, timeout: Double = 120, onStart: ((Process) -> Void)? = nil) throws -> LaunchResult {
+        let mpi = [Self.script, "run", Self.bed.path, "1", "mpirun", "--hostfile", Self.bed.appendingPathComponent("hostfile").path,
+                   "--map-by", "node", "--bind-to", "none", "-np", "\(hosts)"]
+        return try Launcher.run(arguments, mpi: ["bash"] + mpi, timeout: timeout, environment: environment, onStart: onStart)
+    }
+
+    /// Bytes that crossed host `i`'s link (both directions).
+    func linkBytes(_ i: Int) -> Int {
+        let r = Self.shell([Self.script, "run", Self.bed.path, "\(i)", "cat", "/sys/class/net/eth0/statistics/rx_bytes", "/sys/class/net/eth0/statistics/tx_bytes"])
+        return r.output.split(separator: "\n").compactMap { Int($0) }.reduce(0, +)
+    }
+
+    /// aedist processes running on host `i`.
+    func ranks(on i: Int) -> [Int32] {
+        let r = Self.shell(["-c", "ip netns pids aedist-$(printf '%s' '\(Self.bed.path)' | cksum | awk '{ print $1 % 1000000 }')-h\(i)"])
+        return r.output.split(separator: "\n").compactMap { Int32($0) }.filter { FaultTests.command($0).contains("aedist train") }
+    }
+
+    func testTrainingAcrossHostsGivesTheSameBitsAsOnOneHost() throws {
+        let here = Launcher.temporaryDirectory("mh-local"), across = Launcher.temporaryDirectory("mh-across")
+        defer { for d in [here, across] { try? FileManager.default.removeItem(at: d) } }
+        let settings = ["--set", "train.max_steps=12", "--threads", "1", "--resume", "never"]
+        let local = try Launcher.run(smallRun + settings + ["--run-dir", here.path], mpi: Launcher.mpirun(2))
+        XCTAssertEqual(local.status, 0, local.stderr)
+        let before = linkBytes(2)
+        let remote = try launch(smallRun + settings + ["--run-dir", across.path], hosts: 2)
+        XCTAssertEqual(remote.status, 0, remote.stderr)
+        XCTAssertEqual(remote.summary?["world_size"] as? Int, 2)
+        // 12 steps of a 2-rank gradient exchange, the parameter gathers and the evaluation.
+        XCTAssertGreaterThan(linkBytes(2) - before, 100_000, "no traffic between the hosts: did the ranks run on one?")
+        XCTAssertTrue(bitwiseEqual(try modelTensors(try XCTUnwrap(local.summary?["checkpoint"] as? String)),
+                                   try modelTensors(try XCTUnwrap(remote.summary?["checkpoint"] as? String))),
+                      "two hosts over TCP trained other parameters than one host")
+    }
+
+    /// Runs a long training on 3 hosts, applies `fault` to host 3 once it is under way, and checks
+    /// that every process on every host has exited within `bound` seconds, then that it resumes.
+    func faultEndsTheJob(_ title: String, bound: Double, status expected: Int32?, fault: @escaping (_ victim: Int32) -> Void) throws {
+        let dir = Launcher.temporaryDirectory("mh-fault")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let args = smallRun + ["--run-dir", dir.path, "--threads", "1", "--set", "train.batch_size=48", "--set", "train.micro_batch=16",
+                               "--set", "train.max_steps=100000", "--set", "train.checkpoint_every=10", "--set", "train.stall_timeout=5"]
+        let faultAt = Shared(Date())
+        let result = try launch(args, hosts: 3, timeout: 150) { _ in
+            DispatchQueue.global().async {
+                ResumeTests.waitForProgress(in: dir, records: 4)
+                if let victim = self.ranks(on: 3).first { faultAt.value = Date(); fault(victim) }
+            }
+        }
+        // Every process on every host: the launch returned, so mpirun is gone; the ranks too?
+        var left: [Int32] = []
+        for _ in 0..<100 {
+            left = (1...3).flatMap { ranks(on: $0) }
+            if left.isEmpty { break }
+            usleep(100_000)
+        }
+        let seconds = Date().timeIntervalSince(faultAt.value)
+        _ = Self.shell([Self.script, "link", Self.bed.path, "3", "up"])
+        for pid in left { kill(pid, SIGKILL) }
+        XCTAssertFalse(result.timedOut, "\(title): the job hung")
+        XCTAssertEqual(left, [], "\(title): processes left running")
+        if let expected { XCTAssertEqual(result.status, expected, "\(title): \(result.stderr)") } else { XCTAssertNotEqual(result.status, 0) }
+        XCTAssertLessThan(seconds, bound, "\(title): \(seconds) s until every process had exited")
+        XCTAssertNil(result.summary?["status"], "\(title): the run claims it finished")
+        let message = result.stderr.split(separator: "\n").first { $0.contains("aedist: error") || $0.contains("exited on signal") || $0.contains("lost communication") }
+        FaultTests.record(title, ["(3 emulated hosts over TCP, stall_timeout 5 s, Open MPI keepalive 5 s + 3 x 2 s)"],
+                          LaunchResult(status: result.status, stdout: "", stderr: message.map { String($0).replacingOccurrences(of: dir.path, with: "RUN") } ?? result.stderr,
+                                       seconds: seconds, timedOut: false))
+        let again = try launch(args.map { $0 == "train.max_steps=100000" ? "train.max_steps=30" : $0 }, hosts: 3, timeout: 90)
+        XCTAssertEqual(again.status, 0, "\(title): resume: \(again.stderr)")
+        XCTAssertTrue(again.stdout.contains("resuming from"), again.stdout)
+    }
+
+    func testARankKilledOnARemoteHostEndsTheJob() throws {
+        try faultEndsTheJob("remote rank killed (SIGKILL)", bound: 30, status: nil) { kill($0, SIGKILL) }
+    }
+
+    func testARemoteRankThatStopsRespondingEndsTheJob() throws {
+        try faultEndsTheJob("remote rank stopped (SIGSTOP)", bound: 30, status: 69) { kill($0, SIGSTOP) }
+    }
+
+    func testARemoteHostsLinkGoingDownEndsTheJob() throws {
+        try faultEndsTheJob("remote host's link down", bound: 40, status: nil) { _ in
+            _ = Self.shell([Self.script, "link", Self.bed.path, "3", "down"])
+        }
+    }
+}
