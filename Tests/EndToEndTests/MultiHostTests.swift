@@ -66,6 +66,11 @@ final class MultiHostTests: XCTestCase {
     func launch(_ arguments: [String], hosts: Int, timeout: Double = 120, onStart: ((Process) -> Void)? = nil) throws -> LaunchResult {
         let mpi = [Self.script, "run", Self.bed.path, "1", "mpirun", "--hostfile", Self.bed.appendingPathComponent("hostfile").path,
                    "--map-by", "node", "--bind-to", "none", "-np", "\(hosts)"]
+        // Open MPI's daemons leave the launch's process group: past the time limit, end every
+        // process on every host, or the launch would wait for their end of its output pipes.
+        let cleanup = DispatchWorkItem { for i in 1...3 { for pid in self.processes(on: i) { kill(pid, SIGKILL) } } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout + 2, execute: cleanup)
+        defer { cleanup.cancel() }
         return try Launcher.run(arguments, mpi: ["bash"] + mpi, timeout: timeout, environment: environment, onStart: onStart)
     }
 
@@ -75,10 +80,15 @@ final class MultiHostTests: XCTestCase {
         return r.output.split(separator: "\n").compactMap { Int($0) }.reduce(0, +)
     }
 
+    /// Every process on host `i` (Open MPI's daemon among them).
+    func processes(on i: Int) -> [Int32] {
+        let r = Self.shell(["-c", "ip netns pids aedist-$(printf '%s' '\(Self.bed.path)' | cksum | awk '{ print $1 % 1000000 }')-h\(i)"])
+        return r.output.split(separator: "\n").compactMap { Int32($0) }
+    }
+
     /// aedist processes running on host `i`.
     func ranks(on i: Int) -> [Int32] {
-        let r = Self.shell(["-c", "ip netns pids aedist-$(printf '%s' '\(Self.bed.path)' | cksum | awk '{ print $1 % 1000000 }')-h\(i)"])
-        return r.output.split(separator: "\n").compactMap { Int32($0) }.filter { FaultTests.command($0).contains("aedist train") }
+        processes(on: i).filter { FaultTests.command($0).contains("aedist train") }
     }
 
     func testTrainingAcrossHostsGivesTheSameBitsAsOnOneHost() throws {
@@ -100,11 +110,12 @@ final class MultiHostTests: XCTestCase {
 
     /// Runs a long training on 3 hosts, applies `fault` to host 3 once it is under way, and checks
     /// that every process on every host has exited within `bound` seconds, then that it resumes.
-    func faultEndsTheJob(_ title: String, bound: Double, status expected: Int32?, fault: @escaping (_ victim: Int32) -> Void) throws {
+    func faultEndsTheJob(_ title: String, bound: Double, status expected: Int32?, stallTimeout: Int = 5,
+                         fault: @escaping (_ victim: Int32) -> Void) throws {
         let dir = Launcher.temporaryDirectory("mh-fault")
         defer { try? FileManager.default.removeItem(at: dir) }
         let args = smallRun + ["--run-dir", dir.path, "--threads", "1", "--set", "train.batch_size=48", "--set", "train.micro_batch=16",
-                               "--set", "train.max_steps=100000", "--set", "train.checkpoint_every=10", "--set", "train.stall_timeout=5"]
+                               "--set", "train.max_steps=100000", "--set", "train.checkpoint_every=10", "--set", "train.stall_timeout=\(stallTimeout)"]
         let faultAt = Shared(Date())
         let result = try launch(args, hosts: 3, timeout: 150) { _ in
             DispatchQueue.global().async {
@@ -112,10 +123,10 @@ final class MultiHostTests: XCTestCase {
                 if let victim = self.ranks(on: 3).first { faultAt.value = Date(); fault(victim) }
             }
         }
-        // Every process on every host: the launch returned, so mpirun is gone; the ranks too?
+        // Every process on every host: the launch returned, so mpirun is gone; the ranks and daemons too?
         var left: [Int32] = []
         for _ in 0..<100 {
-            left = (1...3).flatMap { ranks(on: $0) }
+            left = (1...3).flatMap { processes(on: $0) }
             if left.isEmpty { break }
             usleep(100_000)
         }
@@ -128,7 +139,7 @@ final class MultiHostTests: XCTestCase {
         XCTAssertLessThan(seconds, bound, "\(title): \(seconds) s until every process had exited")
         XCTAssertNil(result.summary?["status"], "\(title): the run claims it finished")
         let message = result.stderr.split(separator: "\n").first { $0.contains("aedist: error") || $0.contains("exited on signal") || $0.contains("lost communication") }
-        FaultTests.record(title, ["(3 emulated hosts over TCP, stall_timeout 5 s, Open MPI keepalive 5 s + 3 x 2 s)"],
+        FaultTests.record(title, ["(3 emulated hosts over TCP, stall_timeout \(stallTimeout) s, Open MPI keepalive 5 s + 3 x 2 s)"],
                           LaunchResult(status: result.status, stdout: "", stderr: message.map { String($0).replacingOccurrences(of: dir.path, with: "RUN") } ?? result.stderr,
                                        seconds: seconds, timedOut: false))
         let again = try launch(args.map { $0 == "train.max_steps=100000" ? "train.max_steps=30" : $0 }, hosts: 3, timeout: 90)
@@ -145,8 +156,17 @@ final class MultiHostTests: XCTestCase {
     }
 
     func testARemoteHostsLinkGoingDownEndsTheJob() throws {
-        try faultEndsTheJob("remote host's link down", bound: 40, status: nil) { _ in
+        // mpirun's keepalive (about 11 s) notices first and ends the job. (A watchdog that fired
+        // first would have mpirun send to the dead host's daemon, and unacknowledged data holds
+        // TCP's keepalive off: then mpirun takes TCP's retransmission limit, about 15 minutes.)
+        try faultEndsTheJob("remote host's link down", bound: 30, status: nil, stallTimeout: 30) { _ in
             _ = Self.shell([Self.script, "link", Self.bed.path, "3", "down"])
+        }
+    }
+
+    func testAWholeRemoteHostGoneEndsTheJob() throws {
+        try faultEndsTheJob("remote host gone (all its processes killed)", bound: 30, status: nil) { _ in
+            for pid in self.processes(on: 3) { kill(pid, SIGKILL) }
         }
     }
 }
