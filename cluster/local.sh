@@ -31,12 +31,16 @@ flags=(--bind-to none)
 # SIGTERM, possibly inside a checkpoint write. So mpirun runs in a session of its own (Ctrl-C does
 # not reach it) and this script passes SIGINT and SIGTERM on as SIGUSR1, which mpirun forwards:
 # every rank finishes its step, writes a checkpoint, and the job exits 75.
-launcher=""
-trap '[ -n "$launcher" ] && kill -USR1 "$launcher" 2>/dev/null' INT TERM USR1
+# The trap only sets a flag (handlers that run commands misbehave when two signals arrive back to
+# back); `wait` returns early on a trapped signal, and the loop forwards it and waits again.
+stop=0; forwarded=0
+trap 'stop=1' INT TERM USR1
 setsid mpirun "${flags[@]}" -np "$np" "$bin" train --threads "$threads" "$@" &
 launcher=$!
-# `wait` returns early when a trapped signal arrives: wait again until mpirun has exited.
-status=0
-wait "$launcher" || status=$?
-while kill -0 "$launcher" 2>/dev/null; do status=0; wait "$launcher" || status=$?; done
+while :; do
+  status=0
+  wait "$launcher" || status=$?
+  if [ "$stop" = 1 ] && [ "$forwarded" = 0 ]; then kill -USR1 "$launcher" 2>/dev/null || true; forwarded=1; fi
+  kill -0 "$launcher" 2>/dev/null || break
+done
 exit "$status"

@@ -22,17 +22,23 @@ AEDIST=${AEDIST:-$PWD/.build/release/aedist}
 np=$(wc -l < "$PBS_NODEFILE")
 
 # PBS sends SIGTERM before it kills the job at the walltime (kill_delay later, SIGKILL). mpirun
-# forwards SIGUSR1 to the ranks, which checkpoint and exit 75.
-trap 'kill -USR1 "$launcher" 2>/dev/null' TERM USR1
-# shellcheck disable=SC2086
+# forwards SIGUSR1 to the ranks, which checkpoint and exit 75. The trap only sets a flag; the loop
+# forwards it (handlers that run commands misbehave when two signals arrive back to back).
+stop=0; forwarded=0
+trap 'stop=1' TERM USR1
 # The out-of-band keepalive bounds how long mpirun waits for a daemon behind a dead link (about
 # 11 s instead of 8 minutes); aedist's own stall watchdog (train.stall_timeout) ends the ranks.
+# shellcheck disable=SC2086
 mpirun -np "$np" ${HDF5_PLUGIN_PATH:+-x HDF5_PLUGIN_PATH} \
-  --mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2 --mca oob_tcp_keepalive_probes 3 --hostfile "$PBS_NODEFILE" --map-by "slot:PE=$THREADS" --bind-to core \
+  --mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2 --mca oob_tcp_keepalive_probes 3 \
+  --hostfile "$PBS_NODEFILE" --map-by "slot:PE=$THREADS" --bind-to core \
   "$AEDIST" train --config "$CONFIG" --threads "$THREADS" $EXTRA &
 launcher=$!
-wait "$launcher"; status=$?
-while kill -0 "$launcher" 2>/dev/null; do wait "$launcher"; status=$?; done
+while :; do
+  wait "$launcher"; status=$?
+  if [ "$stop" = 1 ] && [ "$forwarded" = 0 ]; then kill -USR1 "$launcher" 2>/dev/null; forwarded=1; fi
+  kill -0 "$launcher" 2>/dev/null || break
+done
 
 if [ "$status" -eq 75 ]; then
   echo "aedist: stopped with a checkpoint; resubmitting"

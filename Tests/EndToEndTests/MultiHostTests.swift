@@ -20,11 +20,20 @@ final class MultiHostTests: XCTestCase {
         let data = Shared(Data())
         let done = DispatchSemaphore(value: 0)
         DispatchQueue.global().async { data.value = pipe.fileHandleForReading.readDataToEndOfFile(); done.signal() }
+        // Reaped here with waitpid: Foundation's own notice of the exit did not always come when
+        // the script had started daemons (the test then waited forever on a zombie).
         let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning && Date() < deadline { usleep(20_000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit(); done.wait()
-        return (p.terminationStatus, String(decoding: data.value, as: UTF8.self))
+        var status: Int32 = 0, code: Int32 = -1
+        while Date() < deadline {
+            let r = waitpid(p.processIdentifier, &status, WNOHANG)
+            if r == p.processIdentifier { code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f); break }
+            if r < 0 { code = p.isRunning ? -1 : p.terminationStatus; break }
+            usleep(20_000)
+        }
+        if code == -1 { kill(p.processIdentifier, SIGKILL); _ = waitpid(p.processIdentifier, &status, 0); code = 137 }
+        // A daemon that inherited the pipe would hold it open: take what came within 5 s.
+        _ = done.wait(timeout: .now() + 5)
+        return (code, String(decoding: data.value, as: UTF8.self))
     }
 
     override class func setUp() {
@@ -74,11 +83,13 @@ final class MultiHostTests: XCTestCase {
         return try Launcher.run(arguments, mpi: ["bash"] + mpi, timeout: timeout, environment: environment, onStart: onStart)
     }
 
-    /// Bytes that crossed host `i`'s link (both directions).
-    func linkBytes(_ i: Int) -> Int {
-        let r = Self.shell([Self.script, "run", Self.bed.path, "\(i)", "cat", "/sys/class/net/eth0/statistics/rx_bytes", "/sys/class/net/eth0/statistics/tx_bytes"])
+    /// Bytes that crossed host `i`'s link (both directions) in the test bed `bed`.
+    static func linkBytesOfHost(_ i: Int, bed: URL) -> Int {
+        let r = shell([script, "run", bed.path, "\(i)", "cat", "/sys/class/net/eth0/statistics/rx_bytes", "/sys/class/net/eth0/statistics/tx_bytes"])
         return r.output.split(separator: "\n").compactMap { Int($0) }.reduce(0, +)
     }
+
+    func linkBytes(_ i: Int) -> Int { Self.linkBytesOfHost(i, bed: Self.bed) }
 
     /// Every process on host `i` (Open MPI's daemon among them).
     func processes(on i: Int) -> [Int32] {
