@@ -82,6 +82,10 @@ public protocol Communicator: AnyObject {
     func allreduceMax(_ values: inout [Int64]) throws
     /// Element-wise maximum of doubles across ranks (exact: a maximum does not round).
     func allreduceMax(_ values: inout [Double]) throws
+    /// All-to-all of bytes: this rank sends `sendCounts[r]` bytes to rank r, taken one rank after
+    /// another from `send`, and receives `receiveCounts[r]` bytes from rank r, stored one rank
+    /// after another in `receive` (the rows of a step fetched from the ranks that hold them).
+    func exchange(send: UnsafeRawPointer, sendCounts: [Int], receive: UnsafeMutableRawPointer, receiveCounts: [Int]) throws
     /// Copies `byteCount` bytes from `root` to every rank.
     func broadcast(_ buffer: UnsafeMutableRawPointer, byteCount: Int, root: Int) throws
     func barrier() throws
@@ -130,6 +134,9 @@ public final class SingleProcess: Communicator {
     public func allreduceMax(_ values: inout [Int64]) throws {}
     public func allreduceMax(_ values: inout [Double]) throws {}
     public func broadcast(_ buffer: UnsafeMutableRawPointer, byteCount: Int, root: Int) throws {}
+    public func exchange(send: UnsafeRawPointer, sendCounts: [Int], receive: UnsafeMutableRawPointer, receiveCounts: [Int]) throws {
+        receive.copyMemory(from: send, byteCount: sendCounts[0])
+    }
     public func barrier() throws {}
     public func abort(_ message: String, exitCode: Int32) -> Never {
         FileHandleOutput.standardError(message)

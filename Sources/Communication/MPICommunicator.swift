@@ -152,6 +152,21 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    public func exchange(send: UnsafeRawPointer, sendCounts: [Int], receive: UnsafeMutableRawPointer, receiveCounts: [Int]) throws {
+        precondition(sendCounts.count == size && receiveCounts.count == size)
+        guard (sendCounts + receiveCounts).reduce(0, +) < Int(Int32.max) else {
+            throw CommunicationError("rank \(rank): MPI_Alltoallv: more than 2 GiB in one exchange")
+        }
+        func layout(_ counts: [Int]) -> (counts: [Int32], offsets: [Int32]) {
+            var offsets: [Int32] = [], at = 0
+            for c in counts { offsets.append(Int32(at)); at += c }
+            return (counts.map { Int32($0) }, offsets)
+        }
+        let (s, r) = (layout(sendCounts), layout(receiveCounts))
+        try check(MPI_Alltoallv(send, s.counts, s.offsets, aedist_byte(), receive, r.counts, r.offsets, aedist_byte(), world),
+                  "MPI_Alltoallv")
+    }
+
     public func barrier() throws { try check(MPI_Barrier(world), "MPI_Barrier") }
 
     public func abort(_ message: String, exitCode: Int32) -> Never {

@@ -218,7 +218,7 @@ public final class HDF5File: @unchecked Sendable {
 
     // MARK: Datasets: shape and type
 
-    private func openDataset(_ p: String, expected: String) throws -> hid_t {
+    func openDataset(_ p: String, expected: String) throws -> hid_t {
         let fid = try openID(p)
         switch kind(of: p) {
         case .dataset: break
@@ -258,7 +258,7 @@ public final class HDF5File: @unchecked Sendable {
         return shape
     }
 
-    private func datasetShape(_ did: hid_t, _ p: String) throws -> [Int] {
+    func datasetShape(_ did: hid_t, _ p: String) throws -> [Int] {
         let sid = H5Dget_space(did)
         guard sid >= 0 else { throw storageError(path, p, "cannot read the dataspace", hdf5: true) }
         defer { H5Sclose(sid) }
@@ -313,7 +313,7 @@ public final class HDF5File: @unchecked Sendable {
         throw storageError(path, p, "\(what) \(typeDescription(tid)); expected numbers (integers or floats)")
     }
 
-    private func datasetElementType(_ did: hid_t, _ p: String) throws -> ElementType {
+    func datasetElementType(_ did: hid_t, _ p: String) throws -> ElementType {
         let tid = H5Dget_type(did)
         guard tid >= 0 else { throw storageError(path, p, "cannot read the element type", hdf5: true) }
         defer { H5Tclose(tid) }
@@ -351,14 +351,15 @@ public final class HDF5File: @unchecked Sendable {
     private var defaultPluginPath: String { HDF5File.pluginPath }
 
     /// Checks that a dataset of `count` elements stored as `stored` is plausible before allocating
-    /// `count * memoryElementSize` bytes: damaged files can claim absurd sizes.
-    private func checkPlausible(_ did: hid_t, _ p: String, count: Int, stored: ElementType, memoryElementSize: Int) throws {
+    /// `memoryCount * memoryElementSize` bytes for (part of) it: damaged files can claim absurd sizes.
+    func checkPlausible(_ did: hid_t, _ p: String, count: Int, stored: ElementType, memoryElementSize: Int,
+                        memoryCount: Int? = nil) throws {
         let (storedBytes, o1) = count.multipliedReportingOverflow(by: stored.byteCount)
-        let (memoryBytes, o2) = count.multipliedReportingOverflow(by: memoryElementSize)
+        let (memoryBytes, o2) = (memoryCount ?? count).multipliedReportingOverflow(by: memoryElementSize)
         guard !o1, !o2 else { throw storageError(path, p, "claims \(count) elements, too many to hold; the file may be damaged") }
         let memory = ProcessInfo.processInfo.physicalMemory
         guard UInt64(memoryBytes) <= memory else {
-            throw storageError(path, p, "needs \(memoryBytes) bytes in memory, more than this machine has (\(memory))")
+            throw storageError(path, p, "needs \(memoryBytes) bytes in memory, more than this machine has (\(memory)); data.residency: sharded or streamed holds less")
         }
         let storage = H5Dget_storage_size(did)
         let dcpl = H5Dget_create_plist(did)
@@ -408,44 +409,10 @@ public final class HDF5File: @unchecked Sendable {
         }
     }
 
-    /// Reads a numeric dataset `[samples, d1, ..., dk]` (k ≥ 1) in its stored type into freshly
-    /// allocated memory (for StoredMatrix): `samples` rows of d1·…·dk values, row-major as numpy's
-    /// reshape; `sampleShape` is [d1, ..., dk].
-    func readMatrix(_ path: String, context expected: String) throws
-        -> (rows: Int, columns: Int, sampleShape: [Int], type: ElementType, bytes: UnsafeMutableRawPointer) {
-        try withHDF5 {
-            let p = normalisedObjectPath(path)
-            let did = try openDataset(p, expected: expected)
-            defer { H5Dclose(did) }
-            let shape = try datasetShape(did, p)
-            guard shape.count >= 2 else {
-                let what = shape.isEmpty ? "a scalar" : "\(shape.count)-D with shape \(describe(shape: shape))"
-                throw storageError(self.path, p, "is \(what); expected \(expected)")
-            }
-            guard shape.allSatisfy({ $0 > 0 }) else {
-                throw storageError(self.path, p, "has shape \(describe(shape: shape)) with no data; expected \(expected) with at least one row and one column")
-            }
-            let type = try datasetElementType(did, p)
-            guard let count = checkedProduct(shape) else {
-                throw storageError(self.path, p, "has an impossible shape \(describe(shape: shape)); the file may be damaged")
-            }
-            try checkPlausible(did, p, count: count, stored: type, memoryElementSize: type.byteCount)
-            let bytes = UnsafeMutableRawPointer.allocate(byteCount: count * type.byteCount, alignment: 16)
-            let status = H5Dread(did, type.nativeType, aedist_h5s_all(), aedist_h5s_all(), aedist_h5p_default(), bytes)
-            guard status >= 0 else {
-                let error = storageError(self.path, p, "reading the data failed (the file may be damaged)", hdf5: true)
-                bytes.deallocate()
-                try checkFilters(did, p)   // libhdf5 loads filter plugins on first use: ask after the read
-                throw error
-            }
-            return (shape[0], count / shape[0], Array(shape.dropFirst()), type, bytes)
-        }
-    }
-
     /// The filters (compression) of a chunked dataset that this libhdf5 cannot apply, as one error
     /// that names each and where to get it; libhdf5's own failure would only say "read failed".
     /// Asked after a failed read: a plugin counts as available only once a read has loaded it.
-    private func checkFilters(_ did: hid_t, _ p: String) throws {
+    func checkFilters(_ did: hid_t, _ p: String) throws {
         let dcpl = H5Dget_create_plist(did)
         guard dcpl >= 0 else { return }
         defer { H5Pclose(dcpl) }

@@ -1,9 +1,9 @@
 import CHDF5
 import Foundation
 
-/// A numeric dataset [rows, d1, ..., dk] as a [rows, d1·…·dk] matrix, held in memory in its stored element type (an 8-bit
-/// dataset stays 8-bit). Immutable after `init` and makes no HDF5 calls afterwards, so any number of
-/// threads may call `gatherRows` and `firstNonFiniteRow` at once.
+/// A numeric dataset [rows, d1, ..., dk] (or some of its rows) as a [rows, d1·…·dk] matrix, held in
+/// memory in its stored element type (an 8-bit dataset stays 8-bit). Makes no HDF5 calls after
+/// `init`, so any number of threads may read it at once; a staging matrix is written only by its owner.
 public final class StoredMatrix: @unchecked Sendable {
     public let rows: Int
     public let columns: Int
@@ -18,19 +18,50 @@ public final class StoredMatrix: @unchecked Sendable {
     /// Loads the whole dataset. Errors name the file and dataset: missing file, not HDF5, path
     /// absent, a group, fewer than 2 dimensions, zero rows or columns, a non-numeric type, a
     /// compression filter that is not available, damaged data.
-    public init(file: String, dataset: String) throws {
-        let object = normalisedObjectPath(dataset)
-        let expected = "a numeric dataset [samples, features] or [samples, d1, ..., dk]"
-        let f = try HDF5File(reading: file, context: object)
-        defer { f.close() }
-        let loaded = try f.readMatrix(object, context: expected)
-        rows = loaded.rows
-        columns = loaded.columns
-        sampleShape = loaded.sampleShape
-        elementType = loaded.type
-        source = "\(file):\(object)"
-        storage = loaded.bytes
+    public convenience init(file: String, dataset: String) throws {
+        let reader = try DatasetRows(file: file, dataset: dataset)
+        try self.init(reader, rows: 0..<reader.rows)
+    }
+
+    /// Loads rows `range` of an open dataset (one rank's shard, a piece of a split).
+    public init(_ reader: DatasetRows, rows range: Range<Int>) throws {
+        let (bytes, overflow) = range.count.multipliedReportingOverflow(by: reader.rowBytes)
+        let memory = ProcessInfo.processInfo.physicalMemory
+        guard !overflow, UInt64(bytes) <= memory else {
+            throw StorageError("data '\(reader.source)': rows \(range.lowerBound)..<\(range.upperBound) need \(overflow ? "more than 8 EiB" : "\(bytes) bytes") in memory, more than this machine has (\(memory)); data.residency: sharded or streamed holds less")
+        }
+        // Read before any property is set: a throwing init of a whole object would run deinit too.
+        let loaded = UnsafeMutableRawPointer.allocate(byteCount: max(1, bytes), alignment: 16)
+        do { try reader.read(range, into: loaded) } catch { loaded.deallocate(); throw error }
+        rows = range.count
+        columns = reader.columns
+        sampleShape = reader.sampleShape
+        elementType = reader.elementType
+        source = reader.source
+        storage = loaded
         StoredMatrix.bind(storage, elementType, count: rows * columns)
+    }
+
+    /// Room for `rows` rows shaped and typed as `reader`'s, filled later through `rawRow` (the
+    /// rows of one step, assembled from other ranks or read from the file).
+    public init(staging rows: Int, like reader: DatasetRows) {
+        self.rows = rows
+        columns = reader.columns
+        sampleShape = reader.sampleShape
+        elementType = reader.elementType
+        source = reader.source
+        storage = UnsafeMutableRawPointer.allocate(byteCount: max(1, rows * reader.rowBytes), alignment: 16)
+        storage.initializeMemory(as: UInt8.self, repeating: 0, count: max(1, rows * reader.rowBytes))
+        StoredMatrix.bind(storage, elementType, count: rows * columns)
+    }
+
+    /// Bytes of one row.
+    public var rowBytes: Int { columns * elementType.byteCount }
+
+    /// The bytes of row `row` (for copying rows between matrices and messages of the same type).
+    public func rawRow(_ row: Int) -> UnsafeMutableRawPointer {
+        precondition(row >= 0 && row < rows, "StoredMatrix.rawRow: row \(row) outside 0..<\(rows) of \(source)")
+        return storage + row * rowBytes
     }
 
     /// An in-memory float32 matrix (tests, small data). `floats.count` must be rows × columns.
@@ -124,18 +155,20 @@ public final class StoredMatrix: @unchecked Sendable {
         return (low.doubleValue, high.doubleValue)
     }
 
-    /// For float datasets: the first row holding a NaN or infinity, or nil. Integer types: nil.
-    public func firstNonFiniteRow() -> Int? {
+    /// For float datasets: the first row (of `range`, default all) holding a NaN or infinity, or nil.
+    /// Integer types: nil.
+    public func firstNonFiniteRow(in range: Range<Int>? = nil) -> Int? {
+        let range = range ?? 0..<rows
         switch elementType {
-        case .float32: return firstNonFinite(Float.self)
-        case .float64: return firstNonFinite(Double.self)
+        case .float32: return firstNonFinite(Float.self, range)
+        case .float64: return firstNonFinite(Double.self, range)
         default: return nil
         }
     }
 
-    private func firstNonFinite<T: BinaryFloatingPoint>(_: T.Type) -> Int? {
+    private func firstNonFinite<T: BinaryFloatingPoint>(_: T.Type, _ range: Range<Int>) -> Int? {
         let base = UnsafePointer(storage.assumingMemoryBound(to: T.self))
-        for r in 0..<rows {
+        for r in range {
             let row = base + r * columns
             var finite = true
             for c in 0..<columns where !row[c].isFinite { finite = false }

@@ -116,13 +116,13 @@ public struct StepBenchmark {
         let threads = self.threads ?? defaultThreads(localRanks: communicator.localSize)
         var (data, plan) = try agreeing(communicator) {
             let plan = try BatchPlan(config: c, worldSize: communicator.size)
-            let data = try Datasets(config: c, checkValues: false)
+            let data = try Datasets(config: c, communicator: communicator)
             if data.train.rows < plan.global {
                 throw ConfigError("data '\(data.train.source)': \(data.train.rows) rows, fewer than the global batch \(plan.global)")
             }
             return (data, plan)
         }
-        config = try data.resolve(config, communicator: communicator)
+        config = try data.resolve(config, communicator: communicator, checkValues: false)
         let pool = ComputePool(threads: threads)
         let training = TrainingStep(config: config, data: data, plan: plan, communicator: communicator, pool: pool)
         if let exactReduction { training.exactReduction = exactReduction }

@@ -5,8 +5,11 @@ import Models
 import Storage
 
 public struct Datasets {
-    public let train: StoredMatrix
-    public let test: StoredMatrix?
+    public let train: DataSplit
+    public let test: DataSplit?
+    /// Where the rows live (never `auto`: the choice made), and why, for the start-up log.
+    public let residency: Residency
+    public let residencyReason: String
     /// Multiplier from stored values to model units (`resolve` sets the automatic one).
     public private(set) var scale: Float
     /// `data.normalize`'s per-feature statistics of the train split (`resolve` computes them).
@@ -14,12 +17,19 @@ public struct Datasets {
     /// Stored rows to model inputs: the scale, then the normalization.
     public var input: InputMapping { InputMapping(scale: scale, normalization: normalization) }
 
-    /// Reads and checks the data the configuration names. Errors name the file, dataset and problem.
-    public init(config: RunConfig, checkValues: Bool = true) throws {
+    /// Opens the data the configuration names and loads the rows `data.residency` keeps on this
+    /// rank (`estimate` decides `auto`). Not collective. Errors name the file, dataset and problem.
+    public init(config: RunConfig, communicator: Communicator, estimate: inout MemoryEstimate) throws {
         let d = config.data
-        train = try StoredMatrix(file: d.path, dataset: d.train)
+        let (rank, size) = (communicator.rank, communicator.size)
+        (residency, residencyReason) = estimate.residency(d.residency, ranks: size, ranksOnNode: communicator.localSize,
+                                                          blockRows: d.shuffle == .blocks ? d.blockRows ?? 1024 : nil,
+                                                          window: d.shuffleWindow)
+        train = try DataSplit(file: d.path, dataset: d.train, residency: residency, rank: rank, size: size)
         do {
-            test = try d.test.map { try StoredMatrix(file: d.testPath ?? d.path, dataset: $0) }
+            // Evaluation splits the test rows by rowRange: sharded, each rank holds just those.
+            let kept = residency
+            test = try d.test.map { try DataSplit(file: d.testPath ?? d.path, dataset: $0, residency: kept, rank: rank, size: size) }
         } catch let error as StorageError where error.description.contains("no such object") {
             throw ConfigError("\(error); set data.test to the test split's dataset, or data.test: null (--set data.test=null) to train without one")
         }
@@ -27,23 +37,44 @@ public struct Datasets {
             throw ConfigError("test set '\(test.source)' has \(test.columns) features but the train set '\(train.source)' has \(train.columns)")
         }
         scale = d.scale ?? 1
-        if checkValues {
-            for m in [train] + (test.map { [$0] } ?? []) {
-                if let row = m.firstNonFiniteRow() {
-                    throw ConfigError("data '\(m.source)': row \(row) holds NaN or infinite values")
-                }
-            }
-        }
+    }
+
+    /// The whole data on every rank, whatever the configuration says (`bench step`, tests).
+    public init(config: RunConfig, communicator: Communicator) throws {
+        var c = config
+        if c.data.residency == .auto { c.data.residency = .replicated }
+        var estimate = try MemoryEstimate(config: c, perRankBatch: 1)
+        try self.init(config: c, communicator: communicator, estimate: &estimate)
     }
 
     /// Resolves `data.scale: auto` and `data.image_shape`, and checks the targets against the
     /// model's output; returns the configuration with both resolved, which checkpoints carry to
     /// every later command. Collective: every rank calls it after loading.
-    public mutating func resolve(_ config: RunConfig, communicator: Communicator) throws -> RunConfig {
+    public mutating func resolve(_ config: RunConfig, communicator: Communicator, checkValues: Bool = true) throws -> RunConfig {
         var resolved = config
         let (trainSet, testSet) = (train, test)
         resolved.data.imageShape = try agreeing(communicator) { try Datasets.imageShape(config.data, trainSet) }
-        let ranges = try DataRange.across(communicator, [trainSet] + (testSet.map { [$0] } ?? []))
+        if config.data.shuffle == .blocks, config.data.blockRows == nil {
+            resolved.data.blockRows = trainSet.chunkRows ?? 1024   // kept: re-chunking the file must not change the order
+        }
+        if checkValues {
+            for split in [trainSet] + (testSet.map { [$0] } ?? []) {
+                let found = try split.firstNonFiniteRow(communicator)
+                try agreeing(communicator) {
+                    if let row = found { throw ConfigError("data '\(split.source)': row \(row) holds NaN or infinite values") }
+                }
+            }
+        }
+        let splits = [trainSet] + (testSet.map { [$0] } ?? [])
+        let ranges: [DataRange]
+        if let given = config.data.scale, config.data.normalize == .none,
+           splits.allSatisfy({ DataRange.withinUnitInterval($0.elementType, scale: given) }) || config.model.output != .bernoulli {
+            // Nothing to learn from a pass over the rows (for a streamed dataset, a read of all of it):
+            // the scale is given and the targets cannot leave [0, 1] (or need not stay in it).
+            ranges = splits.map { DataRange.bounds($0.elementType) ?? DataRange(min: 0, max: 1 / Double(given)) }
+        } else {
+            ranges = try DataRange.across(communicator, splits)
+        }
         let s = config.data.scale ?? DataRange.automaticScale(trainSet.elementType, range: ranges[0])
         resolved.data.scale = s
         scale = s
@@ -63,7 +94,7 @@ public struct Datasets {
 
     /// `data.image_shape` as given (checked against the features), else an N-D dataset's own
     /// trailing shape, else the file's `image_shape` attribute when it fits, else nil.
-    static func imageShape(_ d: DataSettings, _ train: StoredMatrix) throws -> [Int]? {
+    static func imageShape(_ d: DataSettings, _ train: DataSplit) throws -> [Int]? {
         if let shape = d.imageShape {
             guard shape.reduce(1, *) == train.columns else {
                 throw ConfigError("key 'data.image_shape': \(shape) holds \(shape.reduce(1, *)) values, but the rows of '\(train.source)' have \(train.columns) features")
@@ -86,6 +117,23 @@ public struct Datasets {
     }
 }
 
+extension DataSplit {
+    /// The first row holding a NaN or infinity (float data), the same on every rank: each rank
+    /// scans its share. Collective.
+    func firstNonFiniteRow(_ communicator: Communicator) throws -> Int? {
+        var first: Int?
+        if elementType == .float32 || elementType == .float64 {
+            try forEachPiece(of: rowRange(count: rows, rank: communicator.rank, size: communicator.size)) { m, base, piece in
+                guard first == nil else { return }
+                first = m.firstNonFiniteRow(in: (piece.lowerBound - base)..<(piece.upperBound - base)).map { $0 + base }
+            }
+        }
+        var v: [Int64] = [first.map { Int64(rows - $0) } ?? 0]   // the smallest row wins the maximum
+        try communicator.allreduceMax(&v)
+        return v[0] == 0 ? nil : rows - Int(v[0])
+    }
+}
+
 /// The smallest and largest stored value of a dataset, over all ranks' rows.
 public struct DataRange: Equatable, Sendable {
     public var min: Double
@@ -93,15 +141,35 @@ public struct DataRange: Equatable, Sendable {
 
     /// Each rank scans its share of the rows; one maximum across ranks gives every rank the same
     /// exact range (a maximum does not round), whatever the rank count.
-    public static func across(_ communicator: Communicator, _ matrices: [StoredMatrix]) throws -> [DataRange] {
+    public static func across(_ communicator: Communicator, _ splits: [DataSplit]) throws -> [DataRange] {
         var extremes: [Double] = []
-        for m in matrices {
-            let rows = rowRange(count: m.rows, rank: communicator.rank, size: communicator.size)
-            let local = m.valueRange(rows: rows)
-            extremes += [local.map { $0.max } ?? -.infinity, local.map { -$0.min } ?? -.infinity]
+        for split in splits {
+            var high = -Double.infinity, negatedLow = -Double.infinity
+            try split.forEachPiece(of: rowRange(count: split.rows, rank: communicator.rank, size: communicator.size)) { m, base, piece in
+                guard let local = m.valueRange(rows: (piece.lowerBound - base)..<(piece.upperBound - base)) else { return }
+                high = Swift.max(high, local.max); negatedLow = Swift.max(negatedLow, -local.min)
+            }
+            extremes += [high, negatedLow]
         }
         try communicator.allreduceMax(&extremes)
-        return matrices.indices.map { DataRange(min: -extremes[2 * $0 + 1], max: extremes[2 * $0]) }
+        return splits.indices.map { DataRange(min: -extremes[2 * $0 + 1], max: extremes[2 * $0]) }
+    }
+
+    /// The values an integer type can hold; nil for floats.
+    static func bounds(_ type: ElementType) -> DataRange? {
+        switch type {
+        case .int8: return DataRange(min: -128, max: 127)
+        case .uint8: return DataRange(min: 0, max: 255)
+        case .int16: return DataRange(min: -32768, max: 32767)
+        case .uint16: return DataRange(min: 0, max: 65535)
+        default: return nil   // wider integers and floats: only a scan knows
+        }
+    }
+
+    /// Whether every value `type` can hold, times `scale`, lies in [0, 1] (uint8 with 1/255).
+    static func withinUnitInterval(_ type: ElementType, scale: Float) -> Bool {
+        guard let b = bounds(type) else { return false }
+        return b.min >= 0 && b.max * Double(scale) <= 1 + 1e-6
     }
 
     /// `data.scale: auto`: 1 / (the train split's maximum) for integer data, so that it spans [0, 1]
@@ -114,7 +182,7 @@ public struct DataRange: Equatable, Sendable {
     /// A Bernoulli output models targets in [0, 1]; anything else trains to nonsense (a BCE that
     /// runs to minus infinity), so it is refused before the first step with the fixes.
     /// `inputs`: the model inputs' range after a normalization (nil: the scaled values).
-    static func checkTargets(_ range: DataRange, of matrix: StoredMatrix, scale: Float, inputs: DataRange?,
+    static func checkTargets(_ range: DataRange, of matrix: DataSplit, scale: Float, inputs: DataRange?,
                              config: RunConfig) throws {
         guard config.model.output == .bernoulli else { return }
         let low = inputs?.min ?? range.min * Double(scale), high = inputs?.max ?? range.max * Double(scale)

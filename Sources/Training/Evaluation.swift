@@ -25,18 +25,21 @@ public func rowRange(count: Int, rank: Int, size: Int) -> Range<Int> {
     (count * rank / size)..<(count * (rank + 1) / size)
 }
 
-public func evaluate(model: Autoencoder, parameters: FloatBuffer, data: StoredMatrix, input: InputMapping,
+/// The mean losses of `model` over all rows of `data`; each rank takes its `rowRange`, in batches
+/// of the workspace's capacity from the range's start (so the same batches whatever the residency).
+public func evaluate(model: Autoencoder, parameters: FloatBuffer, data: DataSplit, input: InputMapping,
                      seed: UInt64, workspace: Workspace, communicator: Communicator, pool: ComputePool) throws -> EvaluationResult {
     let range = rowRange(count: data.rows, rank: communicator.rank, size: communicator.size)
     var sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]   // loss, reconstruction, kl, squared error, Σ|code|, near-zero count
     let z = model.spec.latent, stride = model.code.outputs   // VAE rows hold means then log-variances
-    var start = range.lowerBound
     var indices = [Int](repeating: 0, count: workspace.capacity)
-    while start < range.upperBound {
-        let rows = min(workspace.capacity, range.upperBound - start)
-        for i in 0..<rows { indices[i] = start + i }
+    try data.forEachPiece(of: range, pieceRows: 32 * workspace.capacity) { matrix, base, piece in
+    var start = piece.lowerBound
+    while start < piece.upperBound {
+        let rows = min(workspace.capacity, piece.upperBound - start)
+        for i in 0..<rows { indices[i] = start + i - base }
         indices.withUnsafeBufferPointer {
-            input.gather(data, rows: UnsafeBufferPointer(rebasing: $0[0..<rows]), into: workspace.input.pointer)
+            input.gather(matrix, rows: UnsafeBufferPointer(rebasing: $0[0..<rows]), into: workspace.input.pointer)
         }
         // Fixed latent noise per test row, so the estimate is the same on any rank count.
         let noise = NoiseSource(seed: seed, firstSample: UInt64(start), latentStream: .evaluation, corruptInputs: false)
@@ -54,6 +57,7 @@ public func evaluate(model: Autoencoder, parameters: FloatBuffer, data: StoredMa
         sums[3] += reconstructionSquaredError(outputs: workspace.outputs, targets: workspace.input.pointer, rows: rows,
                                               columns: model.spec.inputs, sigmoidOutputs: model.spec.output == .bernoulli)
         start += rows
+    }
     }
     try communicator.allreduceSum(&sums)
     let n = Double(max(data.rows, 1))

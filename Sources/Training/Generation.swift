@@ -9,11 +9,12 @@ import Kernels
 import Models
 import Storage
 
-/// Rows of a split as a data file, the dataset inside it and the scale to model units.
-public struct DataSplit {
+/// The split a command reads: a data file, the dataset inside it (opened, its rows read as they
+/// are needed) and the scale to model units.
+public struct ChosenSplit {
     public let file: String
     public let dataset: String
-    public let matrix: StoredMatrix
+    public let data: DataSplit
     public let scale: Float
 
     /// Opens `dataPath` (default: the model's data file) at `split` (train, test, or a dataset path;
@@ -22,9 +23,12 @@ public struct DataSplit {
     public init(config: RunConfig, dataPath: String?, split: String?) throws {
         dataset = datasetPath(split: split, config: config)
         file = dataFile(split: split, config: config, dataPath: dataPath)
-        matrix = try StoredMatrix(file: file, dataset: dataset)
-        scale = config.data.scale ?? Datasets.earlierAutomaticScale(matrix.elementType)
+        data = try DataSplit(file: file, dataset: dataset) { _ in nil }
+        scale = config.data.scale ?? Datasets.earlierAutomaticScale(data.elementType)
     }
+
+    /// Rows `indices`, in that order (one read of the file).
+    public func rows(_ indices: [Int]) throws -> StoredMatrix { try data.gather(indices) }
 
     /// Rows of this split as inputs of `model` (its normalization after the scale).
     public func input(for model: LoadedModel) -> InputMapping {
@@ -33,7 +37,7 @@ public struct DataSplit {
 
     /// The picture shape of one row: the data's own N-D shape, else the model's `data.image_shape`.
     public func pictureShape(config: RunConfig) -> [Int]? {
-        matrix.sampleShape.count >= 2 ? matrix.sampleShape : config.data.imageShape
+        data.sampleShape.count >= 2 ? data.sampleShape : config.data.imageShape
     }
 
     /// Labels beside the images (`train/images` → `train/labels`), when the file has them for every row.
@@ -45,7 +49,7 @@ public struct DataSplit {
         guard let f = try? HDF5File(readingAt: file) else { return nil }
         defer { f.close() }
         let name = "/" + parts.joined(separator: "/")
-        guard f.kind(of: name) == .dataset, let values = try? f.readInt64s(name), values.count == matrix.rows else { return nil }
+        guard f.kind(of: name) == .dataset, let values = try? f.readInt64s(name), values.count == data.rows else { return nil }
         return values.map { Int($0) }
     }
 }
@@ -197,7 +201,7 @@ public func interpolate(model: Autoencoder, parameters: FloatBuffer, data: Store
 /// error, i.e. up to the same constant as the ELBO the loss reports). K = 1 is the one-sample ELBO;
 /// the estimate is never above the negative ELBO in expectation and tightens as K grows.
 /// Draw k of row i is keyed by (seed, evaluation stream, k) and i.
-public func importanceSampledNLL(model: Autoencoder, parameters: FloatBuffer, data: StoredMatrix, input: InputMapping,
+public func importanceSampledNLL(model: Autoencoder, parameters: FloatBuffer, data: DataSplit, input: InputMapping,
                                  samples k: Int, seed: UInt64, communicator: Communicator,
                                  pool: ComputePool) throws -> Double {
     try importanceSampledLikelihood(model: model, parameters: parameters, data: data, input: input, samples: k,
@@ -206,7 +210,7 @@ public func importanceSampledNLL(model: Autoencoder, parameters: FloatBuffer, da
 
 /// The importance-sampled NLL and, from the same draws, the Monte-Carlo negative ELBO (the mean of
 /// -log w_k). Per row, log-mean-exp ≥ mean (Jensen), so `nll` ≤ `negativeELBO` always.
-public func importanceSampledLikelihood(model: Autoencoder, parameters: FloatBuffer, data: StoredMatrix, input: InputMapping,
+public func importanceSampledLikelihood(model: Autoencoder, parameters: FloatBuffer, data: DataSplit, input: InputMapping,
                                         samples k: Int, seed: UInt64, communicator: Communicator,
                                         pool: ComputePool) throws -> (nll: Double, negativeELBO: Double) {
     precondition(model.spec.kind == .vae && k >= 1)
@@ -216,12 +220,13 @@ public func importanceSampledLikelihood(model: Autoencoder, parameters: FloatBuf
     var indices = [Int](repeating: 0, count: ws.capacity)
     var logWeights = [Double](repeating: 0, count: ws.capacity * k)
     var total = [0.0, 0.0]
-    var start = range.lowerBound
-    while start < range.upperBound {
-        let rows = min(ws.capacity, range.upperBound - start)
-        for i in 0..<rows { indices[i] = start + i }
+    try data.forEachPiece(of: range, pieceRows: 32 * ws.capacity) { matrix, base, piece in
+    var start = piece.lowerBound
+    while start < piece.upperBound {
+        let rows = min(ws.capacity, piece.upperBound - start)
+        for i in 0..<rows { indices[i] = start + i - base }
         indices.withUnsafeBufferPointer {   // forward() reads the clean input and leaves it as it is
-            input.gather(data, rows: UnsafeBufferPointer(rebasing: $0[0..<rows]), into: ws.input.pointer)
+            input.gather(matrix, rows: UnsafeBufferPointer(rebasing: $0[0..<rows]), into: ws.input.pointer)
         }
         for draw in 0..<k {
             let drawSeed = RandomKey(seed: seed, stream: .evaluation, 0x1A5E_ED00, UInt64(draw)).bits
@@ -249,6 +254,7 @@ public func importanceSampledLikelihood(model: Autoencoder, parameters: FloatBuf
             total[1] += -w.reduce(0, +) / Double(k)
         }
         start += rows
+    }
     }
     try communicator.allreduceSum(&total)
     let n = Double(max(data.rows, 1))

@@ -92,11 +92,12 @@ public func evaluateCheckpoint(path: String, dataPath: String?, split: String?, 
                                importanceSamples: Int? = nil,
                                communicator: Communicator) throws -> EvaluationReport {
     let pool = ComputePool(threads: threads ?? defaultThreads(localRanks: communicator.localSize))
-    let (loaded, data, input, name) = try agreeing(communicator) { () -> (LoadedModel, StoredMatrix, InputMapping, String) in
+    let (loaded, data, input, name) = try agreeing(communicator) { () -> (LoadedModel, DataSplit, InputMapping, String) in
         let config = try modelFileConfig(path: path)
         let file = dataFile(split: split, config: config, dataPath: dataPath)
         let name = datasetPath(split: split, config: config)
-        let data = try StoredMatrix(file: file, dataset: name)
+        // Each rank evaluates its rowRange of the split: it holds just those rows.
+        let data = try DataSplit(file: file, dataset: name) { rowRange(count: $0, rank: communicator.rank, size: communicator.size) }
         let loaded = try loadModel(checkpointPath: path, features: data.columns)
         let scale = config.data.scale ?? Datasets.earlierAutomaticScale(data.elementType)
         if importanceSamples != nil, loaded.model.spec.kind != .vae {

@@ -5,24 +5,35 @@ import Models
 import Storage
 
 public struct MemoryEstimate {
-    public let dataBytes: Int
+    /// Bytes of all rows of the train and test splits, in their stored types.
+    public let allDataBytes: Int
+    /// Bytes of data one rank holds under the residency in use (`residency` then sets it).
+    public private(set) var dataBytes: Int
     public let modelBytes: Int
     public let activationBytes: Int
+    /// The bytes of one row and the per-rank batch (for the streamed residency's buffers).
+    let rowBytes: Int, perRankBatch: Int
     public var perRank: Int { dataBytes + modelBytes + activationBytes }
 
     /// Reads only the datasets' shapes and types.
     public init(config: RunConfig, perRankBatch: Int) throws {
-        let file = try HDF5File(readingAt: config.data.path)
-        defer { file.close() }
-        var data = 0, features = 0
-        for path in [config.data.train] + (config.data.test.map { [$0] } ?? []) {
-            guard file.kind(of: path) == .dataset else { continue }   // the reader reports it precisely
-            let shape = try file.shape(ofDataset: path)
-            let type = try file.elementType(ofDataset: path)
+        var data = 0, features = 0, rowBytes = 0
+        let splits = [(config.data.path, config.data.train)] + (config.data.test.map { [(config.data.testPath ?? config.data.path, $0)] } ?? [])
+        for (path, dataset) in splits {
+            let file = try HDF5File(readingAt: path)
+            defer { file.close() }
+            guard file.kind(of: dataset) == .dataset else { continue }   // the reader reports it precisely
+            let shape = try file.shape(ofDataset: dataset)
+            let type = try file.elementType(ofDataset: dataset)
             let count = shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
             data = data.addingReportingOverflow(count.multipliedReportingOverflow(by: type.byteCount).partialValue).partialValue
-            if path == config.data.train, shape.count == 2 { features = shape[1] }
+            if dataset == config.data.train, shape.count >= 2 {
+                features = shape.dropFirst().reduce(1, *)
+                rowBytes = features * type.byteCount
+            }
         }
+        self.rowBytes = rowBytes
+        self.perRankBatch = perRankBatch
         var spec = config.model
         spec.inputs = max(features, 1)
         // Parameter count by layer widths (the same arithmetic as Autoencoder, without building it).
@@ -36,6 +47,7 @@ public struct MemoryEstimate {
         // Parameters, gradients, the reduction's receive space (every rank's copy of this rank's
         // segment: about one gradient), optimizer state.
         let buffers = 3 + (config.train.optimizer.kind == .adam ? 2 : 1)
+        allDataBytes = data
         dataBytes = data
         modelBytes = parameters * 4 * buffers
         let activationWidths = widths.reduce(0, +) + back.reduce(0, +) + 4 * spec.latent + 2 * (widths + back).max()!
@@ -59,13 +71,47 @@ public struct MemoryEstimate {
         return best
     }
 
+    /// Bytes of data each rank holds with `residency` among `ranks` ranks.
+    public func dataBytes(_ residency: Residency, ranks: Int, blockRows: Int? = nil, window: Int = 16) -> Int {
+        switch residency {
+        case .replicated, .auto: return allDataBytes
+        case .sharded: return (allDataBytes + ranks - 1) / max(ranks, 1)
+        case .streamed:
+            // The prefetched steps, and with shuffle: blocks the blocks of two windows.
+            let blocks = blockRows.map { (2 * window + 2) * $0 } ?? 0
+            return (StreamedRows.depth + 1 + blocks / max(perRankBatch, 1)) * perRankBatch * rowBytes
+        }
+    }
+
+    /// `data.residency: auto`'s choice and its reason, in words: replicated when every rank's copy
+    /// of the data, with the model and activations, takes at most half of each rank's share of the
+    /// memory available on the node; else sharded when the shards do; else streamed.
+    public mutating func residency(_ requested: Residency, ranks: Int, ranksOnNode: Int, blockRows: Int?, window: Int,
+                                   available: Int? = MemoryEstimate.available()) -> (Residency, String) {
+        func gib(_ b: Int) -> String { String(format: "%.2f GiB", Double(b) / 1_073_741_824) }
+        var chosen = requested, reason = "as configured"
+        if requested == .auto {
+            guard let available else {
+                dataBytes = allDataBytes
+                return (.replicated, "auto: the available memory is unknown")
+            }
+            let share = available / max(ranksOnNode, 1)
+            let me = self
+            func fits(_ r: Residency) -> Bool { me.dataBytes(r, ranks: ranks) + me.modelBytes + me.activationBytes <= share / 2 }
+            chosen = fits(.replicated) ? .replicated : fits(.sharded) ? .sharded : .streamed
+            reason = "auto: the data take \(gib(allDataBytes)), \(gib(dataBytes(.sharded, ranks: ranks))) per rank when sharded; each of the \(ranksOnNode) rank(s) on this node has \(gib(share)) of the \(gib(available)) available"
+        }
+        dataBytes = dataBytes(chosen, ranks: ranks, blockRows: blockRows, window: window)
+        return (chosen, reason)
+    }
+
     /// Throws when `ranksOnNode` ranks of this size do not fit in the memory available.
     public func check(ranksOnNode: Int, available: Int? = MemoryEstimate.available()) throws {
         guard let available else { return }
         let (need, overflow) = perRank.multipliedReportingOverflow(by: max(ranksOnNode, 1))
         if overflow || need > available {
             func gib(_ b: Int) -> String { String(format: "%.2f GiB", Double(b) / 1_073_741_824) }
-            throw ConfigError("the run needs about \(gib(perRank)) per rank (data \(gib(dataBytes)), model and optimizer \(gib(modelBytes)), activations \(gib(activationBytes))) x \(ranksOnNode) rank(s) on this node = \(overflow ? "more than 8 EiB" : gib(need)), but only \(gib(available)) is available: use a smaller model (model.encoder, model.latent), a smaller batch, or fewer ranks per node")
+            throw ConfigError("the run needs about \(gib(perRank)) per rank (data \(gib(dataBytes)), model and optimizer \(gib(modelBytes)), activations \(gib(activationBytes))) x \(ranksOnNode) rank(s) on this node = \(overflow ? "more than 8 EiB" : gib(need)), but only \(gib(available)) is available: use data.residency: sharded or streamed (hold less data per rank), a smaller model (model.encoder, model.latent), a smaller batch, or fewer ranks per node")
         }
     }
 }

@@ -25,25 +25,34 @@ public struct FeatureNormalization: Equatable, Sendable {
     /// cut into blocks that depend on the row and feature counts only; a block's per-feature sums
     /// run sequentially in its row order on whichever rank holds it, and the block sums are added
     /// in block order on every rank. Minima and maxima are exact. Collective.
-    public static func compute(_ kind: NormalizationKind, data: StoredMatrix, scale: Float,
+    public static func compute(_ kind: NormalizationKind, data: DataSplit, scale: Float,
                                communicator: Communicator) throws -> FeatureNormalization {
         let n = data.rows, d = data.columns
         let blocks = max(1, min(256, max(1, (1 << 22) / max(d, 1)), n / 1024))
         let mine = rowRange(count: blocks, rank: communicator.rank, size: communicator.size)
         var sums = [Double](repeating: 0, count: blocks * 2 * d)   // per block: Σx then Σx² per feature
         var extremes = [Double](repeating: -.infinity, count: 2 * d)   // per feature: max, then -min
-        var row = [Float](repeating: 0, count: d)
+        let batch = 256
+        var rows = [Float](repeating: 0, count: batch * d)
+        var indices = [Int](repeating: 0, count: batch)
         for b in mine {
-            let rows = rowRange(count: n, rank: b, size: blocks)
             let base = b * 2 * d
-            for r in rows {
-                [r].withUnsafeBufferPointer { data.gatherRows($0, scale: scale, into: &row) }
-                for j in 0..<d {
-                    let v = Double(row[j])
-                    sums[base + j] += v
-                    sums[base + d + j] += v * v
-                    extremes[j] = max(extremes[j], v)
-                    extremes[d + j] = max(extremes[d + j], -v)
+            try data.forEachPiece(of: rowRange(count: n, rank: b, size: blocks)) { m, offset, piece in
+                var start = piece.lowerBound
+                while start < piece.upperBound {
+                    let count = min(batch, piece.upperBound - start)
+                    for i in 0..<count { indices[i] = start + i - offset }
+                    indices.withUnsafeBufferPointer { m.gatherRows(UnsafeBufferPointer(rebasing: $0[0..<count]), scale: scale, into: &rows) }
+                    for r in 0..<count {
+                        for j in 0..<d {
+                            let v = Double(rows[r * d + j])
+                            sums[base + j] += v
+                            sums[base + d + j] += v * v
+                            extremes[j] = max(extremes[j], v)
+                            extremes[d + j] = max(extremes[d + j], -v)
+                        }
+                    }
+                    start += count
                 }
             }
         }

@@ -86,19 +86,27 @@ public enum PCA {
     /// Rows per block of the cross-product sums.
     public static let blockRows = 512
 
+    /// The rows whose blocks rank `rank` of `size` handles in `fit` (what it needs in memory).
+    public static func rowsOf(rank: Int, size: Int, rows n: Int) -> Range<Int> {
+        let mine = rowRange(count: (n + blockRows - 1) / blockRows, rank: rank, size: size)
+        return (mine.lowerBound * blockRows)..<min(n, mine.upperBound * blockRows)
+    }
+
     /// Fits PCA with `components` directions on all rows of `data` (times `scale`), the rows split across ranks.
-    public static func fit(data: StoredMatrix, scale: Float, components: Int, communicator: Communicator,
+    public static func fit(data: DataSplit, scale: Float, components: Int, communicator: Communicator,
                            pool: ComputePool) throws -> PCAResult {
         let n = data.rows, d = data.columns
         let blocks = (n + blockRows - 1) / blockRows
         let mine = rowRange(count: blocks, rank: communicator.rank, size: communicator.size)
         let rowsBuffer = FloatBuffer(count: blockRows * d)
         var indices = [Int](repeating: 0, count: blockRows)
-        func load(_ block: Int) -> Int {
+        func load(_ block: Int) throws -> Int {
             let first = block * blockRows, count = min(blockRows, n - first)
-            for i in 0..<count { indices[i] = first + i }
-            indices.withUnsafeBufferPointer {
-                data.gatherRows(UnsafeBufferPointer(rebasing: $0[0..<count]), scale: scale, into: rowsBuffer.pointer)
+            try data.forEachPiece(of: first..<(first + count)) { matrix, base, _ in
+                for i in 0..<count { indices[i] = first + i - base }
+                indices.withUnsafeBufferPointer {
+                    matrix.gatherRows(UnsafeBufferPointer(rebasing: $0[0..<count]), scale: scale, into: rowsBuffer.pointer)
+                }
             }
             return count
         }
@@ -107,7 +115,7 @@ public enum PCA {
         var blockSums = [[Double]]()
         var largest: Float = 0
         for block in mine {
-            let count = load(block)
+            let count = try load(block)
             var sums = [Double](repeating: 0, count: d)
             let x = rowsBuffer.pointer
             for r in 0..<count {
@@ -137,7 +145,7 @@ public enum PCA {
         let gram = FloatBuffer(count: d * d)
         var upper = [Double](repeating: 0, count: triangle)
         for block in mine {
-            let count = load(block)
+            let count = try load(block)
             let x = rowsBuffer.pointer
             for r in 0..<count { for c in 0..<d { x[r * d + c] -= centre[c] } }
             matrixProduct(m: d, n: d, k: count, a: x, lda: d, transposeA: true, b: x, ldb: d, transposeB: false,

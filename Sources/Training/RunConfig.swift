@@ -24,6 +24,14 @@ public struct DataSettings: Equatable, Sendable {
     /// nil: automatic (integer data: 1 / the train split's maximum; floats: 1); a trained run
     /// holds the number it resolved to.
     public var scale: Float? = nil
+    /// Where the train rows live; never changes results.
+    public var residency: Residency = .auto
+    /// The order of an epoch.
+    public var shuffle: ShuffleKind = .rows
+    /// Rows per block for `shuffle: blocks`; nil: the dataset's chunk height (1024 if contiguous).
+    public var blockRows: Int? = nil
+    /// Blocks whose rows are shuffled together for `shuffle: blocks`.
+    public var shuffleWindow = 16
 }
 
 public struct TrainSettings: Equatable, Sendable {
@@ -92,6 +100,10 @@ public struct RunConfig: Equatable, Sendable {
       scale: auto
       normalize: none
       image_shape: null
+      residency: auto
+      shuffle: rows
+      block_rows: null
+      shuffle_window: 16
     train:
       epochs: 10
       max_steps: null
@@ -184,6 +196,10 @@ public struct RunConfig: Equatable, Sendable {
         data.scale = try r.scale("data.scale")
         data.normalize = try r.choice("data.normalize", NormalizationKind.self)
         data.imageShape = try r.optionalIntList("data.image_shape", minimum: 1)
+        data.residency = try r.choice("data.residency", Residency.self)
+        data.shuffle = try r.choice("data.shuffle", ShuffleKind.self)
+        data.blockRows = try r.optionalInt("data.block_rows", minimum: 1)
+        data.shuffleWindow = try r.int("data.shuffle_window", minimum: 1)
         if let shape = data.imageShape, !(2...3).contains(shape.count) {
             throw r.error("data.image_shape", "[height, width] or [height, width, channels], or null")
         }
@@ -245,6 +261,10 @@ public struct RunConfig: Equatable, Sendable {
           scale: \(data.scale.map(number) ?? "auto")
           normalize: \(data.normalize.rawValue)
           image_shape: \(data.imageShape.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" } ?? "null")
+          residency: \(data.residency.rawValue)
+          shuffle: \(data.shuffle.rawValue)
+          block_rows: \(data.blockRows.map(String.init) ?? "null")
+          shuffle_window: \(data.shuffleWindow)
         train:
           epochs: \(train.epochs)
           max_steps: \(train.maxSteps.map(String.init) ?? "null")
@@ -271,7 +291,7 @@ public struct RunConfig: Equatable, Sendable {
     public static let changeableOnResume: Set<String> = [
         "train.epochs", "train.max_steps", "train.lr", "train.momentum", "model.kl_weight",
         "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.overlap_reduction", "train.stall_timeout",
-        "data.path", "data.test", "data.test_path", "data.image_shape", "run_dir",
+        "data.path", "data.test", "data.test_path", "data.image_shape", "data.residency", "run_dir",
     ]
 
     /// The keys whose values differ between `self` and `other`, sorted, with both values as

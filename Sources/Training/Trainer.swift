@@ -33,12 +33,16 @@ public struct TrainSummary {
     public var threadsPerRank: Int
     public var checkpoint: String?
     public var wallSeconds: Double
+    /// The largest peak resident memory of any rank (MiB), and the data residency in use.
+    public var maxRSSMiB: Double = 0
+    public var residency = ""
 
     public var json: [String: Any] {
         ["event": "summary", "status": status, "step": step, "epoch": epoch,
          "train_loss": trainLoss.map { $0 as Any } ?? NSNull(), "test_loss": testLoss.map { $0 as Any } ?? NSNull(),
          "samples_per_second": samplesPerSecond, "world_size": worldSize, "threads_per_rank": threadsPerRank,
-         "checkpoint": checkpoint.map { $0 as Any } ?? NSNull(), "wall_seconds": wallSeconds]
+         "checkpoint": checkpoint.map { $0 as Any } ?? NSNull(), "wall_seconds": wallSeconds,
+         "max_rss_mib": maxRSSMiB, "data_residency": residency]
     }
 
     /// The environment variable naming a file for a copy of the summary: launchers read it after
@@ -55,6 +59,14 @@ public struct TrainSummary {
 /// Threads for one rank: the cores in this process's affinity mask divided among the ranks on the node.
 public func defaultThreads(localRanks: Int) -> Int {
     return max(1, allowedCores() / max(localRanks, 1))
+}
+
+/// This process's peak resident memory (VmHWM of /proc/self/status), 0 where not readable.
+func peakResidentBytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+          let kb = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+    return kb * 1024
 }
 
 /// Cores in this process's affinity mask (what taskset, mpirun --bind-to or Slurm allow), from
@@ -139,8 +151,9 @@ public final class Trainer {
         // Everything that can fail on one rank only happens inside `agreeing`.
         (data, plan) = try agreeing(communicator) {
             let plan = try BatchPlan(config: c, worldSize: communicator.size)
-            try MemoryEstimate(config: c, perRankBatch: plan.perRank).check(ranksOnNode: communicator.localSize)
-            let data = try Datasets(config: c)
+            var estimate = try MemoryEstimate(config: c, perRankBatch: plan.perRank)
+            let data = try Datasets(config: c, communicator: communicator, estimate: &estimate)
+            try estimate.check(ranksOnNode: communicator.localSize)
             if data.train.rows < plan.global {
                 throw ConfigError("data '\(data.train.source)': \(data.train.rows) rows, fewer than train.batch_size \(plan.global)")
             }
@@ -281,6 +294,7 @@ public final class Trainer {
         }
         let dropped = data.train.rows - stepsPerEpoch * plan.global
         console.progress("aedist: \(model.summary), \(model.parameterCount) parameters; \(data.train.rows) training rows from \(data.train.source), scale \(data.scale)" + (data.normalization.map { ", \($0.kind.rawValue) normalization" } ?? ""))
+        console.progress("aedist: data \(data.residency.rawValue) (\(data.residencyReason)), \(config.data.shuffle == .blocks ? "shuffled in blocks of \(config.data.blockRows ?? 0) rows, windows of \(config.data.shuffleWindow)" : "shuffled by rows")")
         console.progress("aedist: \(communicator.size) rank(s) x \(threads) thread(s), \(pool.instructionSet) kernels; global batch \(plan.global) (\(plan.perRank) per rank, micro-batch \(plan.microBatch)); \(stepsPerEpoch) steps per epoch" + (dropped > 0 ? ", the last \(dropped) samples of each epoch's order are dropped" : ""))
         if progress.step >= totalSteps {
             console.progress("aedist: already at step \(progress.step) of \(totalSteps); nothing to train")
@@ -378,12 +392,16 @@ public final class Trainer {
                 break
             }
         }
-        let summary = TrainSummary(status: status, step: progress.step,
+        var peak = [Double(peakResidentBytes()) / 1_048_576]
+        try communicator.allreduceMax(&peak)
+        var summary = TrainSummary(status: status, step: progress.step,
                                    epoch: (progress.step + stepsPerEpoch - 1) / stepsPerEpoch, trainLoss: lastLoss,
                                    testLoss: testLoss,
                                    samplesPerSecond: trainingSeconds > 0 ? Double((progress.step - startStep) * plan.global) / trainingSeconds : 0,
                                    worldSize: communicator.size, threadsPerRank: threads,
                                    checkpoint: lastCheckpoint, wallSeconds: Date().timeIntervalSince(wallStart))
+        summary.maxRSSMiB = peak[0]
+        summary.residency = data.residency.rawValue
         console.json(summary.json)
         try onRoot(communicator) { try summary.writeIfRequested() }
         return summary

@@ -50,9 +50,8 @@ public final class TrainingStep {
     /// Folds the ranks' copies of a segment with the pairwise tree (both reductions use it).
     private let treeCombine: TreeCombine
     private let leafSums: FloatBuffer
-    private var order: [Int] = []
-    private var orderEpoch = -1
-    private var indices: [Int]
+    /// This rank's rows of each step, from wherever `data.residency` keeps them.
+    private let rows: StepRows
 
     static let extraCount = 4   // reconstruction, kl, penalty sums; stop requests
     // The three switches below start from the configuration; `bench step` may override them.
@@ -106,7 +105,7 @@ public final class TrainingStep {
         }
         let leaves = plan.perRank / plan.microBatch
         leafSums = FloatBuffer(count: 3 * leaves + 3 * PairwiseTree.scratchCount(leaves: leaves))
-        indices = [Int](repeating: 0, count: plan.perRank)
+        rows = makeStepRows(data.train, residency: data.residency, config: config, plan: plan, communicator: communicator)
     }
 
     public var stepsPerEpoch: Int { data.train.rows / plan.global }
@@ -125,15 +124,14 @@ public final class TrainingStep {
             times.pointee[keyPath: field] = Double(now - clock) / 1e6
             clock = now
         }
-        let epoch = step / stepsPerEpoch, position = step % stepsPerEpoch
-        if epoch != orderEpoch {
-            order = epochOrder(count: data.train.rows, seed: seed, epoch: epoch)
-            orderEpoch = epoch
+        let input = data.input, into = workspace.input.pointer
+        do {
+            try rows.withRows(step: step) { matrix, indices in input.gather(matrix, rows: indices, into: into) }
+        } catch let error as StorageError {
+            // A read that failed on this rank alone (a damaged chunk, a file gone): the others are
+            // already in this step's collectives, so the whole job ends here.
+            communicator.abort("aedist: rank \(rank): training data: \(error)", exitCode: 1)
         }
-        let first = position * plan.global + rank * plan.perRank
-        for i in 0..<plan.perRank { indices[i] = order[first + i] }
-        let input = data.input
-        indices.withUnsafeBufferPointer { input.gather(data.train, rows: $0, into: workspace.input.pointer) }
         lap(\.data, &clock)
         let noise = NoiseSource(seed: seed, firstSample: UInt64(step) * UInt64(plan.global) + UInt64(rank * plan.perRank),
                                 corruptInputs: true)

@@ -62,8 +62,10 @@ struct PCACommand: ParsableCommand {
         runParallel { communicator in
             let pool = threadPool(threads, communicator)
             let started = Date()
-            let (matrix, testSet) = try agreeing(communicator) { () -> (StoredMatrix, String?) in
-                let matrix = try StoredMatrix(file: data, dataset: dataset)
+            let (matrix, testSet) = try agreeing(communicator) { () -> (DataSplit, String?) in
+                let matrix = try DataSplit(file: data, dataset: dataset) {
+                    PCA.rowsOf(rank: communicator.rank, size: communicator.size, rows: $0)
+                }
                 guard k <= matrix.columns else {
                     throw ConfigError("--components \(k): more than the \(matrix.columns) features of '\(matrix.source)'")
                 }
@@ -120,22 +122,23 @@ struct EncodeCommand: ParsableCommand {
         let (path, dataPath, split, out, mapPath, threads) = (checkpoint, input.data, input.split, self.out, map, compute.threads)
         runParallel { communicator in
             let pool = threadPool(threads, communicator)
-            let (loaded, split) = try agreeing(communicator) { () -> (LoadedModel, DataSplit) in
+            let (loaded, split) = try agreeing(communicator) { () -> (LoadedModel, ChosenSplit) in
                 let config = try modelFileConfig(path: path)
-                let split = try DataSplit(config: config, dataPath: dataPath, split: split)
-                return (try loadModel(checkpointPath: path, features: split.matrix.columns), split)
+                let split = try ChosenSplit(config: config, dataPath: dataPath, split: split)
+                return (try loadModel(checkpointPath: path, features: split.data.columns), split)
             }
-            let model = loaded.model, n = split.matrix.rows, width = model.code.outputs, z = model.spec.latent
+            let model = loaded.model, n = split.data.rows, width = model.code.outputs, z = model.spec.latent
             let range = rowRange(count: n, rank: communicator.rank, size: communicator.size)
-            let local = Training.encode(model: model, parameters: loaded.parameters, data: split.matrix, input: split.input(for: loaded),
-                                        indices: Array(range), pool: pool).codes
+            let rows = try agreeing(communicator) { try split.rows(Array(range)) }
+            let local = Training.encode(model: model, parameters: loaded.parameters, data: rows, input: split.input(for: loaded),
+                                        indices: Array(0..<range.count), pool: pool).codes
             let codes = try shareRows(local, range: range, total: n, width: width, communicator: communicator)
             try onRoot(communicator) {
                 let labels = split.labels()
                 try writeAtomically(to: out) { file in
                     try file.setAttribute("model", path)
                     try file.setAttribute("model_kind", PCA.isPCAFile(path) ? "pca" : model.spec.kind.rawValue)
-                    try file.setAttribute("source", split.matrix.source)
+                    try file.setAttribute("source", split.data.source)
                     if model.spec.kind == .vae {
                         var mean = [Float](repeating: 0, count: n * z), logvar = mean
                         for r in 0..<n {
@@ -148,7 +151,7 @@ struct EncodeCommand: ParsableCommand {
                     }
                     if let labels { try file.write(labels.map { Int64($0) }, shape: [n], to: "/labels") }
                 }
-                var line = "encode: \(n) rows of \(split.matrix.source) -> \(out) (\(model.spec.kind == .vae ? "/mean, /logvar" : "/codes") [\(n), \(z)])"
+                var line = "encode: \(n) rows of \(split.data.source) -> \(out) (\(model.spec.kind == .vae ? "/mean, /logvar" : "/codes") [\(n), \(z)])"
                 if let mapPath {
                     let latent = model.spec.kind == .vae
                         ? (0..<n).flatMap { r in codes[(r * width)..<(r * width + z)] } : codes
@@ -193,20 +196,21 @@ struct ReconstructCommand: ParsableCommand {
         let (paths, dataPath, split, count, out, shapeText, threads) = (checkpoint, input.data, input.split, self.count, self.out, picture.imageShape, compute.threads)
         runParallel { communicator in
             let pool = threadPool(threads, communicator)
-            let (models, split, shape) = try agreeing(communicator) { () -> ([LoadedModel], DataSplit, ImageShape) in
-                let split = try DataSplit(config: try modelFileConfig(path: paths[0]), dataPath: dataPath, split: split)
-                guard count <= split.matrix.rows else {
-                    throw ConfigError("--count \(count): '\(split.matrix.source)' has only \(split.matrix.rows) rows")
+            let (models, split, shape) = try agreeing(communicator) { () -> ([LoadedModel], ChosenSplit, ImageShape) in
+                let split = try ChosenSplit(config: try modelFileConfig(path: paths[0]), dataPath: dataPath, split: split)
+                guard count <= split.data.rows else {
+                    throw ConfigError("--count \(count): '\(split.data.source)' has only \(split.data.rows) rows")
                 }
-                let models = try paths.map { try loadModel(checkpointPath: $0, features: split.matrix.columns) }
+                let models = try paths.map { try loadModel(checkpointPath: $0, features: split.data.columns) }
                 let shape = try ImageShape.resolve(override: shapeText, known: split.pictureShape(config: models[0].config),
-                                                   dataFile: split.file, features: split.matrix.columns)
+                                                   dataFile: split.file, features: split.data.columns)
                 return (models, split, shape)
             }
             // Few rows: every rank computes them (cheap); rank 0 writes.
             var originals = [Float](), outputs = [[Float]]()
+            let rows = try agreeing(communicator) { try split.rows(Array(0..<count)) }
             for m in models {
-                let r = Training.encode(model: m.model, parameters: m.parameters, data: split.matrix, input: split.input(for: m),
+                let r = Training.encode(model: m.model, parameters: m.parameters, data: rows, input: split.input(for: m),
                                         indices: Array(0..<count), pool: pool, reconstructions: true)
                 originals = r.inputs
                 outputs.append(r.outputs)
@@ -216,7 +220,7 @@ struct ReconstructCommand: ParsableCommand {
                     ? Pictures.reconstructions(originals: originals, outputs: outputs[0], count: count, shape: shape)
                     : Pictures.comparison(originals: originals, outputs: outputs, count: count, shape: shape)
                 try PNG.write(image, to: out)
-                print("reconstruct: \(count) rows of \(split.matrix.source), \(models.count) model(s) -> \(out) (\(image.width)x\(image.height))")
+                print("reconstruct: \(count) rows of \(split.data.source), \(models.count) model(s) -> \(out) (\(image.width)x\(image.height))")
             }
             return 0
         }
@@ -331,17 +335,18 @@ struct InterpolateCommand: ParsableCommand {
         let png = out.lowercased().hasSuffix(".png")
         runParallel { communicator in
             let pool = threadPool(threads, communicator)
-            let (loaded, split, shape) = try agreeing(communicator) { () -> (LoadedModel, DataSplit, ImageShape?) in
+            let (loaded, split, shape) = try agreeing(communicator) { () -> (LoadedModel, ChosenSplit, ImageShape?) in
                 let config = try modelFileConfig(path: path)
-                let split = try DataSplit(config: config, dataPath: dataPath, split: split)
-                guard 2 * pairs <= split.matrix.rows else {
-                    throw ConfigError("--pairs \(pairs): needs \(2 * pairs) rows but '\(split.matrix.source)' has \(split.matrix.rows)")
+                let split = try ChosenSplit(config: config, dataPath: dataPath, split: split)
+                guard 2 * pairs <= split.data.rows else {
+                    throw ConfigError("--pairs \(pairs): needs \(2 * pairs) rows but '\(split.data.source)' has \(split.data.rows)")
                 }
                 let shape = png ? try ImageShape.resolve(override: shapeText, known: split.pictureShape(config: config),
-                                                         dataFile: split.file, features: split.matrix.columns) : nil
-                return (try loadModel(checkpointPath: path, features: split.matrix.columns), split, shape)
+                                                         dataFile: split.file, features: split.data.columns) : nil
+                return (try loadModel(checkpointPath: path, features: split.data.columns), split, shape)
             }
-            let r = Training.interpolate(model: loaded.model, parameters: loaded.parameters, data: split.matrix,
+            let rows = try agreeing(communicator) { try split.rows(Array(0..<(2 * pairs))) }
+            let r = Training.interpolate(model: loaded.model, parameters: loaded.parameters, data: rows,
                                          input: split.input(for: loaded), pairs: (0..<pairs).map { (2 * $0, 2 * $0 + 1) },
                                          steps: steps, pool: pool)
             try onRoot(communicator) {

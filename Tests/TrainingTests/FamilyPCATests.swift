@@ -80,7 +80,7 @@ final class FamilyPCATests: XCTestCase {
     func testPCAErrorIsTheTailOfTheSpectrum() throws {
         let dir = familyScratch("pca")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let data = try StoredMatrix(file: digitsPath, dataset: "train/images")
+        let data = try DataSplit(file: digitsPath, dataset: "train/images")
         let result = try PCA.fit(data: data, scale: 0.0625, components: 8, communicator: SingleProcess(), pool: ComputePool(threads: 2))
         let config = PCA.configuration(components: 8, dataPath: digitsPath, train: "train/images", test: "test/images", scale: 0.0625)
         let path = dir + "/pca.h5"
@@ -92,7 +92,7 @@ final class FamilyPCATests: XCTestCase {
         var m0 = 0.0
         var row = [Float](repeating: 0, count: 64)
         for r in 0..<data.rows {
-            [r].withUnsafeBufferPointer { data.gatherRows($0, scale: 0.0625, into: &row) }
+            [r].withUnsafeBufferPointer { data.held!.gatherRows($0, scale: 0.0625, into: &row) }
             m0 += Double(row[27])
         }
         XCTAssertEqual(result.mean[27], m0 / Double(data.rows), accuracy: 1e-12)
@@ -113,7 +113,7 @@ final class FamilyPCATests: XCTestCase {
     func testLinearAutoencoderReachesPCA() throws {
         let dir = familyScratch("linear")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let data = try StoredMatrix(file: digitsPath, dataset: "train/images")
+        let data = try DataSplit(file: digitsPath, dataset: "train/images")
         let pca = try PCA.fit(data: data, scale: 0.0625, components: 8, communicator: SingleProcess(), pool: ComputePool(threads: 2))
         let pcaPath = dir + "/pca.h5"
         try PCA.write(pca, config: PCA.configuration(components: 8, dataPath: digitsPath, train: "train/images",

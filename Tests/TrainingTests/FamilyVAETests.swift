@@ -35,7 +35,7 @@ final class FamilyVAETests: XCTestCase {
         let path = try Self.trained.get()
         let pool = ComputePool(threads: 2)
         let loaded = try loadModel(checkpointPath: path, features: 64)
-        let test = try StoredMatrix(file: digitsPath, dataset: "test/images")
+        let test = try DataSplit(file: digitsPath, dataset: "test/images")
         func estimate(_ k: Int) throws -> (nll: Double, negativeELBO: Double) {
             try importanceSampledLikelihood(model: loaded.model, parameters: loaded.parameters, data: test, input: InputMapping(scale: 0.0625),
                                             samples: k, seed: 0, communicator: SingleProcess(), pool: pool)
@@ -60,7 +60,7 @@ final class FamilyVAETests: XCTestCase {
         let pcaDirectory = familyScratch("is-pca")
         defer { try? FileManager.default.removeItem(atPath: pcaDirectory) }
         let pca = pcaDirectory + "/pca.h5"
-        let train = try StoredMatrix(file: digitsPath, dataset: "train/images")
+        let train = try DataSplit(file: digitsPath, dataset: "train/images")
         try PCA.write(try PCA.fit(data: train, scale: 0.0625, components: 4, communicator: SingleProcess(), pool: pool),
                       config: PCA.configuration(components: 4, dataPath: digitsPath, train: "train/images", test: nil, scale: 0.0625),
                       source: "digits", to: pca)
