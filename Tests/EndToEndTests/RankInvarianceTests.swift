@@ -197,4 +197,31 @@ final class RankInvarianceTests: XCTestCase {
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.stderr.contains("must be a power of two"), result.stderr)
     }
+
+    func testRanksFromAnotherBuildOrWithAnotherConfigurationRefuseToStart() throws {
+        let dir = Launcher.temporaryDirectory("mpmd")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let args = smallRun + ["--run-dir", dir.appendingPathComponent("run").path, "--set", "train.max_steps=5", "--threads", "1"]
+        // MPMD launches: rank 0 from the first part, rank 1 from the second.
+        func twoParts(_ first: String, _ firstArgs: [String], _ second: [String]) throws -> LaunchResult {
+            try Launcher.run(second, mpi: Launcher.mpirun(1) + [first] + firstArgs + [":", "-np", "1"], timeout: 60)
+        }
+        let settings = try twoParts(Launcher.executable.path, args, args + ["--set", "train.lr=0.0025"])
+        XCTAssertFalse(settings.timedOut, "hung")
+        XCTAssertEqual(settings.status, 1, settings.stderr)
+        XCTAssertTrue(settings.stderr.contains("rank 1: on host") && settings.stderr.contains("another configuration than rank 0")
+                      && settings.stderr.contains("train.lr: 0.0025 here, 0.002 on rank 0"), settings.stderr)
+        // The same program with one byte more: what a rebuilt binary on one node's disk looks like.
+        var bytes = try Data(contentsOf: Launcher.executable)
+        bytes.append(0)
+        let other = dir.appendingPathComponent("aedist-other")
+        try bytes.write(to: other)
+        chmod(other.path, 0o755)
+        let build = try twoParts(other.path, args, args)
+        XCTAssertFalse(build.timedOut, "hung")
+        XCTAssertEqual(build.status, 1, build.stderr)
+        XCTAssertTrue(build.stderr.contains("rank 1: on host") && build.stderr.contains("another aedist build than rank 0"), build.stderr)
+        XCTAssertNil(build.summary, "a run started")
+    }
 }
+
