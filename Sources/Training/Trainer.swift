@@ -417,6 +417,7 @@ public final class Trainer {
     /// Rank 0 writes; all ranks learn whether it worked before going on.
     private func writeCheckpoint() throws {
         let path = checkpoints.file(forStep: progress.step)
+        watchdog.beginCheckpoint(step: progress.step - 1)
         try training.gatherOptimizerState()
         try onRoot(communicator) {
             try lock?.check(runDirectory: config.runDirectory)

@@ -181,6 +181,37 @@ final class MultiHostTests: XCTestCase {
         }
     }
 
+    /// On one link (host 3's), 1 % of the packets each way dropped, or every packet leaving host 3
+    /// held 50 ms: the job slows but completes, with the bits of an unimpaired run.
+    func testPacketLossAndDelayOnOneLinkSlowTheJobButItEndsWithTheSameBits() throws {
+        let args = smallRun + ["--threads", "1", "--set", "train.batch_size=48", "--set", "train.micro_batch=16", "--set", "train.max_steps=30", "--resume", "never"]
+        func run(_ name: String) throws -> ([String: [Float]], LaunchResult) {
+            let dir = Launcher.temporaryDirectory("mh-\(name)")
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let r = try launch(args + ["--run-dir", dir.path], hosts: 3, timeout: 240)
+            XCTAssertFalse(r.timedOut, "\(name): hung")
+            XCTAssertEqual(r.status, 0, "\(name): \(r.stderr)")
+            return (try modelTensors(try XCTUnwrap(r.summary?["checkpoint"] as? String, "\(name): \(r.stdout)")), r)
+        }
+        let (clean, cleanRun) = try run("clean")
+        for (kind, value) in [("loss", "1"), ("delay", "50")] {
+            let set = Self.shell([Self.script, "impair", Self.bed.path, "3", kind, value], timeout: 120)
+            XCTAssertEqual(set.status, 0, set.output)
+            defer { _ = Self.shell([Self.script, "impair", Self.bed.path, "3", "clear"]) }
+            let (impaired, r) = try run(kind)
+            XCTAssertTrue(bitwiseEqual(clean, impaired), "\(kind) on one link: other parameters than without it")
+            if kind == "loss" {
+                let dropped = Int(Self.shell([Self.script, "impair", Self.bed.path, "3", "dropped"]).output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+                XCTAssertGreaterThan(dropped, 0, "the loss rules dropped no packet")
+            } else {
+                XCTAssertGreaterThan(r.seconds, cleanRun.seconds + 1, "50 ms on every packet did not slow the job: was the delay applied?")
+            }
+            let title = kind == "loss" ? "1 % packet loss each way on one host's link" : "50 ms delay on every packet leaving one host"
+            FaultTests.record(title, ["(3 emulated hosts over TCP, 30 steps; unimpaired: \(String(format: "%.1f", cleanRun.seconds)) s)"],
+                              LaunchResult(status: r.status, stdout: "", stderr: "completed, the same bits as unimpaired", seconds: r.seconds, timedOut: false))
+        }
+    }
+
     /// cluster/pbs.sh as a PBS mom starts it, on host 1 of the test bed: PBS_NODEFILE naming hosts
     /// 1 and 2, PBS_O_WORKDIR, PBS_JOBID, the job's -v variables, and a `qsub` on PATH that
     /// records its arguments (no PBS server is packaged here). Returns the exit status and output.

@@ -6,6 +6,12 @@
 #   hosts.sh up DIR N        create hosts 1..N; writes DIR/hostfile, DIR/agent, DIR/env
 #   hosts.sh run DIR I CMD…  run CMD on host I (its network, hostname and TMPDIR)
 #   hosts.sh link DIR I up|down
+#   hosts.sh impair DIR I loss PERCENT   drop PERCENT % of the packets leaving and entering host I
+#   hosts.sh impair DIR I delay MS       hold every packet leaving host I for MS milliseconds
+#   hosts.sh impair DIR I dropped        packets dropped so far by the loss rules
+#   hosts.sh impair DIR I clear
+#     (the kernel has no netem: loss is an nftables rule with `numgen random`, delay an NFQUEUE
+#     program, Tests/testbed/delay.c, built here; installs nftables, iptables, libnetfilter-queue-dev)
 #   hosts.sh down DIR        remove everything `up` made (safe to repeat)
 #
 # Host I is named aedist-<tag>-hI with address 10.<a>.<b>.I/24, <tag>, <a>, <b> derived from DIR, so
@@ -72,6 +78,42 @@ run)
 link)
   i=${3:?I}; state=${4:?up|down}
   ip -n "$(host_ns "$i")" link set eth0 "$state"
+  ;;
+impair)
+  i=${3:?I}; kind=${4:?loss|delay|clear}; value=${5:-0}
+  ns=$(host_ns "$i")
+  missing=""
+  for p in nftables iptables libnetfilter-queue-dev; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+  if [ -n "$missing" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null; }
+  fi
+  case "$kind" in
+  loss)
+    per_mille=$(awk -v p="$value" 'BEGIN { printf "%d", p * 10 }')
+    ip netns exec "$ns" nft -f - <<NFT
+table inet aedist_impair {
+  chain out { type filter hook output priority 0; oifname "eth0" numgen random mod 1000 < $per_mille counter drop; }
+  chain in { type filter hook input priority 0; iifname "eth0" numgen random mod 1000 < $per_mille counter drop; }
+}
+NFT
+    ;;
+  delay)
+    here="$(cd "$(dirname "$0")" && pwd)"
+    [ -x "$dir/delay" ] || cc -O2 -o "$dir/delay" "$here/delay.c" -lnetfilter_queue
+    ip netns exec "$ns" iptables -A OUTPUT -o eth0 -j NFQUEUE --queue-num 0 --queue-bypass
+    ip netns exec "$ns" "$dir/delay" "$value" </dev/null >"$dir/delay-h$i.log" 2>&1 &
+    echo $! > "$dir/delay-h$i.pid"
+    ;;
+  dropped)   # packets the loss rules dropped so far
+    ip netns exec "$ns" nft list table inet aedist_impair | awk '/counter packets/ { for (f = 1; f < NF; f++) if ($f == "packets") n += $(f + 1) } END { print n + 0 }'
+    ;;
+  clear)
+    ip netns exec "$ns" nft delete table inet aedist_impair 2>/dev/null || true
+    ip netns exec "$ns" iptables -F OUTPUT 2>/dev/null || true
+    if [ -f "$dir/delay-h$i.pid" ]; then kill "$(cat "$dir/delay-h$i.pid")" 2>/dev/null || true; rm -f "$dir/delay-h$i.pid"; fi
+    ;;
+  esac
   ;;
 down)
   n=$(cat "$dir/count" 2>/dev/null || echo 0)

@@ -62,7 +62,14 @@ up)
     for i in $(seq 2 "$n"); do
       echo "NodeName=n$i NodeAddr=$(address "$i") CPUs=2 RealMemory=2000 State=UNKNOWN"
     done
-    echo "PartitionName=main Nodes=$(seq -s, -f 'n%g' 2 "$n") Default=YES MaxTime=INFINITE State=UP"
+    # Preemption: a job of the higher-tier partition "urgent" requeues jobs of "main" in its way,
+    # after sending the batch shell its --signal warning (preempt_send_user_signal) and GraceTime.
+    echo "PreemptType=preempt/partition_prio"
+    echo "PreemptMode=REQUEUE"
+    echo "SlurmctldParameters=preempt_send_user_signal"
+    nodes=$(seq -s, -f 'n%g' 2 "$n")
+    echo "PartitionName=main Nodes=$nodes Default=YES MaxTime=INFINITE State=UP PriorityTier=1 GraceTime=60"
+    echo "PartitionName=urgent Nodes=$nodes MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF"
   } > "$s/slurm.conf"
   export SLURM_CONF="$s/slurm.conf"
   bash "$hosts" run "$dir" 1 slurmctld -f "$SLURM_CONF" </dev/null >/dev/null 2>&1
