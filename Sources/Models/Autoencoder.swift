@@ -26,10 +26,14 @@ public final class Autoencoder: @unchecked Sendable {
     public let parameterCount: Int
 
     public var layers: [DenseLayer] { encoder + [code] + decoder }
+    /// The KL weight backward trains with: `spec.klWeight`, or a schedule's value for the step.
+    /// The reported loss (`loss(_:row:)`, evaluations) keeps `spec.klWeight`, the objective.
+    public var trainingKLWeight: Float
 
     public init(spec: ModelSpec) {
         precondition(spec.inputs > 0 && spec.latent > 0)
         self.spec = spec
+        trainingKLWeight = spec.klWeight
         var offset = 0
         var tensors: [TensorView] = []
         func dense(_ name: String, _ inputs: Int, _ outputs: Int, _ activation: Activation) -> DenseLayer {

@@ -276,7 +276,7 @@ extension Autoencoder {
         let dcode = ws.codeGradient.pointer
         if spec.kind == .vae {
             let heads = ws.codeOutput.pointer, eps = ws.noise.pointer
-            let klScale = spec.klWeight * scale
+            let klScale = trainingKLWeight * scale
             for r in 0..<rows {
                 for j in 0..<z {
                     let mu = heads[r * 2 * z + j], lv = heads[r * 2 * z + z + j]

@@ -24,9 +24,12 @@ public final class Optimizer: @unchecked Sendable {
     public let state: [(name: String, buffer: FloatBuffer)]
     /// Updates applied so far (Adam's bias correction uses it).
     public var updates: Int64 = 0
+    /// The learning rate of the next update: `settings.lr`, or a schedule's value for the step.
+    public var learningRate: Float
 
     public init(settings: OptimizerSettings, parameterCount: Int) {
         self.settings = settings
+        learningRate = settings.lr
         switch settings.kind {
         case .adam: state = [("m", FloatBuffer(count: parameterCount)), ("v", FloatBuffer(count: parameterCount))]
         case .sgd: state = [("momentum", FloatBuffer(count: parameterCount))]
@@ -39,7 +42,8 @@ public final class Optimizer: @unchecked Sendable {
     public func update(_ parameters: FloatBuffer, gradients: FloatBuffer, ranges: [Range<Int>]? = nil, pool: ComputePool) {
         updates += 1
         let p = parameters.pointer, g = gradients.pointer
-        let s = settings
+        var s = settings
+        s.lr = learningRate
         let t = Double(updates)
         let c1 = Float(1 - pow(Double(s.beta1), t)), c2 = Float(1 - pow(Double(s.beta2), t))
         let stepSize = s.lr / c1, rootC2 = c2.squareRoot()

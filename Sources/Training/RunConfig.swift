@@ -57,6 +57,10 @@ public struct TrainSettings: Equatable, Sendable {
     /// Seconds without progress in a step's collectives before a rank ends the job; nil:
     /// automatic, max(60, 20 × the slowest step so far).
     public var stallTimeout: Double? = nil
+    /// `train.lr_schedule`.
+    public var lrSchedule = LearningRateSchedule()
+    /// `model.kl_schedule` (kept here: the model's spec holds only what shapes the network).
+    public var klSchedule = KLSchedule()
 
     /// The micro-batch in use: the configured one, or the automatic one for this batch.
     public var resolvedMicroBatch: Int { microBatch ?? TrainSettings.automaticMicroBatch(batchSize: batchSize) }
@@ -92,6 +96,7 @@ public struct RunConfig: Equatable, Sendable {
       denoise: {noise: none, level: 0.0}
       sparsity: {l1: 0.0, target: 0.0, kl_weight: 0.0}
       kl_weight: 1.0
+      kl_schedule: {kind: constant, warmup_steps: 1000, period: 1000, ramp: 0.5}
     data:
       path: data/digits.h5
       train: train/images
@@ -120,6 +125,7 @@ public struct RunConfig: Equatable, Sendable {
       keep_checkpoints: 3
       clip_grad_norm: null
       stall_timeout: auto
+      lr_schedule: {kind: constant, warmup_steps: 0, min_lr: 0.0, every: 1000, factor: 0.5}
     run_dir: null
     """
 
@@ -223,6 +229,16 @@ public struct RunConfig: Equatable, Sendable {
             do { train.stallTimeout = Double(try r.float("train.stall_timeout", minimum: 0, exclusive: true)) }
             catch { throw r.error("train.stall_timeout", "auto or a number of seconds > 0") }
         }
+        train.lrSchedule.kind = try r.choice("train.lr_schedule.kind", LearningRateScheduleKind.self)
+        train.lrSchedule.warmupSteps = try r.int("train.lr_schedule.warmup_steps", minimum: 0)
+        train.lrSchedule.minLR = try r.float("train.lr_schedule.min_lr", minimum: 0)
+        train.lrSchedule.every = try r.int("train.lr_schedule.every", minimum: 1)
+        train.lrSchedule.factor = try r.float("train.lr_schedule.factor", minimum: 0, exclusive: true)
+        train.klSchedule.kind = try r.choice("model.kl_schedule.kind", KLScheduleKind.self)
+        train.klSchedule.warmupSteps = try r.int("model.kl_schedule.warmup_steps", minimum: 1)
+        train.klSchedule.period = try r.int("model.kl_schedule.period", minimum: 1)
+        train.klSchedule.ramp = try r.float("model.kl_schedule.ramp", minimum: 0, exclusive: true)
+        if train.klSchedule.ramp > 1 { throw r.error("model.kl_schedule.ramp", "a fraction of the period in (0, 1]") }
         if let dir = try r.optionalString("run_dir") {
             runDirectory = dir
         } else {
@@ -253,6 +269,7 @@ public struct RunConfig: Equatable, Sendable {
           denoise: {noise: \(model.noise.rawValue), level: \(number(model.noiseLevel))}
           sparsity: {l1: \(number(model.l1)), target: \(number(model.sparsityTarget)), kl_weight: \(number(model.sparsityKLWeight))}
           kl_weight: \(number(model.klWeight))
+          kl_schedule: {kind: \(train.klSchedule.kind.rawValue), warmup_steps: \(train.klSchedule.warmupSteps), period: \(train.klSchedule.period), ramp: \(number(train.klSchedule.ramp))}
         data:
           path: \(quoted(data.path))
           train: \(quoted(data.train))
@@ -281,6 +298,7 @@ public struct RunConfig: Equatable, Sendable {
           keep_checkpoints: \(train.keepCheckpoints)
           clip_grad_norm: \(train.clipGradNorm.map(number) ?? "null")
           stall_timeout: \(train.stallTimeout.map { "\($0)" } ?? "auto")
+          lr_schedule: {kind: \(train.lrSchedule.kind.rawValue), warmup_steps: \(train.lrSchedule.warmupSteps), min_lr: \(number(train.lrSchedule.minLR)), every: \(train.lrSchedule.every), factor: \(number(train.lrSchedule.factor))}
         run_dir: \(quoted(runDirectory))
 
         """
@@ -291,6 +309,9 @@ public struct RunConfig: Equatable, Sendable {
     public static let changeableOnResume: Set<String> = [
         "train.epochs", "train.max_steps", "train.lr", "train.momentum", "model.kl_weight",
         "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.overlap_reduction", "train.stall_timeout",
+        "train.lr_schedule.kind", "train.lr_schedule.warmup_steps", "train.lr_schedule.min_lr", "train.lr_schedule.every",
+        "train.lr_schedule.factor", "model.kl_schedule.kind", "model.kl_schedule.warmup_steps", "model.kl_schedule.period",
+        "model.kl_schedule.ramp",
         "data.path", "data.test", "data.test_path", "data.image_shape", "data.residency", "run_dir",
     ]
 

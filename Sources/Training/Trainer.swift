@@ -290,6 +290,7 @@ public final class Trainer {
 
     public func run() throws -> TrainSummary {
         let wallStart = Date()
+        training.totalSteps = totalSteps
         let metrics = try agreeing(communicator) {
             try MetricsLog(path: config.runDirectory + "/metrics.jsonl", enabled: communicator.isRoot)
         }
@@ -362,7 +363,9 @@ public final class Trainer {
                 // record is the straight run's: a stop's partial window goes into the checkpoint.
                 if logged {
                     var event: [String: Any] = ["event": "train", "step": progress.step, "epoch": epoch + 1, "loss": w.loss / n,
-                                                "samples_per_second": rate, "seconds": runSeconds(), "run_id": record.runID]
+                                                "samples_per_second": rate, "seconds": runSeconds(), "run_id": record.runID,
+                                                "lr": Double(training.learningRate)]
+                    if config.model.kind == .vae { event["kl_weight"] = Double(training.stepKLWeight) }
                     if config.model.kind == .vae { event["recon"] = w.reconstruction / n; event["kl"] = w.kl / n }
                     metrics.append(event)
                     record.window = LogWindow()

@@ -44,6 +44,12 @@ public final class TrainingStep {
     let data: Datasets
     let seed: UInt64
     let klWeight: Float
+    let lrSchedule: LearningRateSchedule
+    let klSchedule: KLSchedule
+    /// The run's length, for schedules that end somewhere (cosine); the trainer sets it.
+    public var totalSteps = Int.max
+    /// The learning rate and the KL weight of the last step computed.
+    public private(set) var learningRate: Float = 0, stepKLWeight: Float = 0
     let communicator: Communicator
     let pool: ComputePool
     private let treeScratch: FloatBuffer
@@ -88,6 +94,8 @@ public final class TrainingStep {
         self.data = data
         self.seed = config.train.seed
         self.klWeight = config.model.klWeight
+        lrSchedule = config.train.lrSchedule
+        klSchedule = config.train.klSchedule
         exactReduction = config.train.exactReduction
         overlapReduction = config.train.overlapReduction
         shardUpdate = config.train.clipGradNorm == nil
@@ -124,6 +132,10 @@ public final class TrainingStep {
             times.pointee[keyPath: field] = Double(now - clock) / 1e6
             clock = now
         }
+        learningRate = lrSchedule.rate(base: optimizer.settings.lr, step: step, totalSteps: totalSteps)
+        stepKLWeight = klWeight * klSchedule.factor(step: step)
+        optimizer.learningRate = learningRate
+        model.trainingKLWeight = stepKLWeight
         let input = data.input, into = workspace.input.pointer
         do {
             try rows.withRows(step: step) { matrix, indices in input.gather(matrix, rows: indices, into: into) }
@@ -191,7 +203,7 @@ public final class TrainingStep {
         let g = gradients.pointer, n = Double(plan.global)
         let reconstruction = Double(g[p]) / n, kl = Double(g[p + 1]) / n, penalty = Double(g[p + 2]) / n
         return StepLoss(reconstruction: reconstruction, kl: kl, penalty: penalty,
-                        total: reconstruction + Double(klWeight) * kl + penalty, stopRequested: g[p + 3] > 0)
+                        total: reconstruction + Double(stepKLWeight) * kl + penalty, stopRequested: g[p + 3] > 0)
     }
 
     /// The bucketed reduction over `gradients`: bucket 0 holds the loss sums and stop flag that follow
