@@ -57,15 +57,15 @@ public struct Datasets {
         if config.data.shuffle == .blocks, config.data.blockRows == nil {
             resolved.data.blockRows = trainSet.chunkRows ?? 1024   // kept: re-chunking the file must not change the order
         }
+        let splits = [trainSet] + (testSet.map { [$0] } ?? [])
         if checkValues {
-            for split in [trainSet] + (testSet.map { [$0] } ?? []) {
+            for split in splits {
                 let found = try split.firstNonFiniteRow(communicator)
                 try agreeing(communicator) {
                     if let row = found { throw ConfigError("data '\(split.source)': row \(row) holds NaN or infinite values") }
                 }
             }
         }
-        let splits = [trainSet] + (testSet.map { [$0] } ?? [])
         let ranges: [DataRange]
         if let given = config.data.scale, config.data.normalize == .none,
            splits.allSatisfy({ DataRange.withinUnitInterval($0.elementType, scale: given) }) || config.model.output != .bernoulli {

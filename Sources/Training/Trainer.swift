@@ -61,14 +61,6 @@ public func defaultThreads(localRanks: Int) -> Int {
     return max(1, allowedCores() / max(localRanks, 1))
 }
 
-/// This process's peak resident memory (VmHWM of /proc/self/status), 0 where not readable.
-func peakResidentBytes() -> Int {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-          let kb = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
-    return kb * 1024
-}
-
 /// Cores in this process's affinity mask (what taskset, mpirun --bind-to or Slurm allow), from
 /// /proc/self/status; all online cores where that is not readable.
 func allowedCores() -> Int {
@@ -396,7 +388,7 @@ public final class Trainer {
                 break
             }
         }
-        var peak = [Double(peakResidentBytes()) / 1_048_576]
+        var peak = [peakResidentMiB()]
         try communicator.allreduceMax(&peak)
         var summary = TrainSummary(status: status, step: progress.step,
                                    epoch: (progress.step + stepsPerEpoch - 1) / stepsPerEpoch, trainLoss: lastLoss,
