@@ -28,7 +28,8 @@ final class SlurmTests: XCTestCase {
 
     /// A Slurm client command on the controller's host, from `directory`, with the hosts' MPI settings.
     func slurm(_ arguments: [String], in directory: URL? = nil, environment: [String: String] = [:]) -> (status: Int32, output: String) {
-        var env = ["AEDIST=\(Launcher.executable.path)"]
+        // A crashing rank's Swift backtrace without the image list, so its frames stay in view.
+        var env = ["AEDIST=\(Launcher.executable.path)", "SWIFT_BACKTRACE=images=none,registers=none"]
         let text = (try? String(contentsOfFile: Self.bed.appendingPathComponent("env").path, encoding: .utf8)) ?? ""
         env += text.split(separator: "\n").flatMap { $0.replacingOccurrences(of: "export ", with: "").split(separator: " ").map(String.init) }
         env += environment.map { "\($0.key)=\($0.value)" }
@@ -72,14 +73,20 @@ final class SlurmTests: XCTestCase {
         return fields
     }
 
+    /// The job's output, and last (where a long failure message gets cut) its state and the lines that
+    /// tell what went wrong: errors, a crash's frames, the stop and resume lines.
     func output(_ directory: URL, _ id: String) -> String {
         let text = (try? String(contentsOf: directory.appendingPathComponent("aedist-aedist-\(id).out"), encoding: .utf8)) ?? ""
+        let fields = job(id)
+        let telling = text.split(separator: "\n").filter { line in
+            ["error", "crash", "Fatal", "***", "srun:", "aedist: stop", "resuming", "requeue", "\"status\"", " at /"].contains { line.contains($0) }
+        }.suffix(40)
+        let short = "\n--- in short: job \(id) \(fields["JobState"] ?? "?"), restarts \(fields["Restarts"] ?? "?"), exit code \(fields["ExitCode"] ?? "?")\n" + telling.joined(separator: "\n")
         // AEDIST_SLURM_TRANSCRIPTS=DIR keeps each job's output and `scontrol show job` (for cluster/README.md).
         if let keep = ProcessInfo.processInfo.environment["AEDIST_SLURM_TRANSCRIPTS"] {
-            let fields = slurm(["scontrol", "show", "job", id]).output
-            try? (text + "\n--- scontrol show job \(id)\n" + fields).write(toFile: "\(keep)/\(name.filter { $0.isLetter })-\(id).txt", atomically: true, encoding: .utf8)
+            try? (text + "\n--- scontrol show job \(id)\n" + slurm(["scontrol", "show", "job", id]).output).write(toFile: "\(keep)/\(name.filter { $0.isLetter })-\(id).txt", atomically: true, encoding: .utf8)
         }
-        return text
+        return text + short
     }
 
     func testTheBatchScriptRunsOnBothNodesAndAWarningSignalGivesACheckpointARequeueAndTheSameBits() throws {
