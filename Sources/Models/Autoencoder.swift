@@ -1,98 +1,168 @@
-// The stacked autoencoder and the VAE: their dense layers, where each layer's parameters live in
-// the flat parameter buffer, and seeded initialisation.
+// The stacked autoencoder and the VAE as a pipeline of layers: the encoder's layers, the code layer
+// (AE: the code; VAE: means and log-variances in one product), the decoder's layers mirroring the
+// encoder, the loss. Only this type knows where each layer's parameters live in the flat buffer.
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// One dense layer y = f(x Wᵀ + b), W stored [outputs, inputs] (PyTorch's nn.Linear layout).
-public struct DenseLayer: Sendable {
-    public let inputs: Int
-    public let outputs: Int
-    public let weight: Int      // offset of W in the parameter buffer
-    public let bias: Int        // offset of b
-    public let activation: Activation
-}
-
 public final class Autoencoder: @unchecked Sendable {
     public let spec: ModelSpec
-    /// Hidden encoder layers, input side first.
-    public let encoder: [DenseLayer]
-    /// The code layer: AE, `latent` linear outputs; VAE, `2 * latent` outputs (means, then log-variances).
-    public let code: DenseLayer
-    /// Decoder layers, the last one producing the output (logits for Bernoulli output).
-    public let decoder: [DenseLayer]
+    /// Encoder layers, the code layer, decoder layers: the order of the forward pass.
+    let layers: [any Layer]
+    /// Where the code layer is in `layers`.
+    let codeIndex: Int
     /// Every parameter tensor by checkpoint name, in buffer order.
     public let tensors: [TensorView]
     public let parameterCount: Int
-
-    public var layers: [DenseLayer] { encoder + [code] + decoder }
     /// The KL weight backward trains with: `spec.klWeight`, or a schedule's value for the step.
     /// The reported loss (`loss(_:row:)`, evaluations) keeps `spec.klWeight`, the objective.
     public var trainingKLWeight: Float
 
+    /// Why `spec` describes no model (a convolution without an image shape, a kernel larger than
+    /// its padded image, ...), in words that name the configuration key; nil when it does.
+    public static func problem(with spec: ModelSpec) -> String? {
+        if case .failure(let problem) = build(spec) { return problem.text }
+        return nil
+    }
+
+    /// The parameter count of `spec`'s model (which must have no `problem`).
+    public static func parameterCount(of spec: ModelSpec) -> Int { Autoencoder(spec: spec).parameterCount }
+
     public init(spec: ModelSpec) {
-        precondition(spec.inputs > 0 && spec.latent > 0)
+        let built: (layers: [any Layer], code: Int)
+        switch Autoencoder.build(spec) {
+        case .success(let b): built = b
+        case .failure(let problem): preconditionFailure(problem.text)
+        }
         self.spec = spec
         trainingKLWeight = spec.klWeight
-        var offset = 0
-        var tensors: [TensorView] = []
-        func dense(_ name: String, _ inputs: Int, _ outputs: Int, _ activation: Activation) -> DenseLayer {
-            let w = offset, b = offset + inputs * outputs
-            tensors.append(TensorView(name: "\(name).weight", offset: w, shape: [outputs, inputs]))
-            tensors.append(TensorView(name: "\(name).bias", offset: b, shape: [outputs]))
-            offset = b + outputs
-            return DenseLayer(inputs: inputs, outputs: outputs, weight: w, bias: b, activation: activation)
+        layers = built.layers
+        codeIndex = built.code
+        tensors = layers.flatMap(\.tensors)
+        parameterCount = layers.last!.parameters.upperBound
+    }
+
+    private struct Problem: Error { let text: String }
+
+    /// The layers of `spec`, laid out one after the other in the parameter buffer.
+    private static func build(_ spec: ModelSpec) -> Result<(layers: [any Layer], code: Int), Problem> {
+        guard spec.inputs > 0, spec.latent > 0 else { return .failure(Problem(text: "the model needs features and a latent size")) }
+        var input = FeatureShape.flat(spec.inputs)
+        if let shape = spec.imageShape {
+            let image = FeatureShape(height: shape[0], width: shape[1], channels: shape.count > 2 ? shape[2] : 1)
+            guard shape.count == 2 || shape.count == 3, image.count == spec.inputs else {
+                return .failure(Problem(text: "key 'data.image_shape': \(shape) does not hold the data's \(spec.inputs) features"))
+            }
+            input = image
         }
-        var width = spec.inputs
-        var encoder: [DenseLayer] = []
-        for (i, h) in spec.encoder.enumerated() {
-            encoder.append(dense("encoder.\(i)", width, h, spec.activation))
-            width = h
+        var layers: [any Layer] = [], offset = 0
+        func add(_ layer: any Layer) { layers.append(layer); offset = layer.parameters.upperBound }
+        var shapes = [input]
+        for (i, entry) in spec.encoder.enumerated() {
+            let from = shapes.last!
+            switch entry {
+            case .dense(let n):
+                add(Dense("encoder.\(i)", input: from, output: .flat(n), activation: spec.activation, offset: offset))
+            case .conv(let channels, let kernel, let stride, let padding):
+                guard spec.imageShape != nil else {
+                    return .failure(Problem(text: "key 'model.encoder': entry \(i + 1) is a convolution, but the data has no image shape (an N-D dataset, data.image_shape or the file's image_shape attribute)"))
+                }
+                guard from.positions > 1 || i == 0 else {
+                    return .failure(Problem(text: "key 'model.encoder': entry \(i + 1) is a convolution after a dense layer; convolutions come first"))
+                }
+                guard from.height + 2 * padding >= kernel, from.width + 2 * padding >= kernel else {
+                    return .failure(Problem(text: "key 'model.encoder': entry \(i + 1) (kernel \(kernel), padding \(padding)) does not fit its \(from) input"))
+                }
+                add(Conv2D("encoder.\(i)", input: from, channels: channels, kernel: kernel, stride: stride,
+                           padding: padding, activation: spec.activation, offset: offset))
+            }
+            shapes.append(layers.last!.output)
         }
-        let z = spec.latent
+        let z = spec.latent, top = shapes.last!
+        let code = layers.count
         if spec.kind == .vae {
             // Both heads in one product: weights [mu; logvar] then biases [mu; logvar], viewed separately.
-            let w = offset, b = offset + 2 * z * width
-            tensors.append(TensorView(name: "encoder.mu.weight", offset: w, shape: [z, width]))
-            tensors.append(TensorView(name: "encoder.logvar.weight", offset: w + z * width, shape: [z, width]))
-            tensors.append(TensorView(name: "encoder.mu.bias", offset: b, shape: [z]))
-            tensors.append(TensorView(name: "encoder.logvar.bias", offset: b + z, shape: [z]))
-            offset = b + 2 * z
-            code = DenseLayer(inputs: width, outputs: 2 * z, weight: w, bias: b, activation: .linear)
+            let w = offset, b = offset + 2 * z * top.count
+            add(Dense(input: top, outputs: 2 * z, activation: .linear, offset: offset, tensors: [
+                TensorView(name: "encoder.mu.weight", offset: w, shape: [z, top.count]),
+                TensorView(name: "encoder.logvar.weight", offset: w + z * top.count, shape: [z, top.count]),
+                TensorView(name: "encoder.mu.bias", offset: b, shape: [z]),
+                TensorView(name: "encoder.logvar.bias", offset: b + z, shape: [z])]))
         } else {
-            code = dense("encoder.code", width, z, spec.sparsityTarget > 0 ? .sigmoid : .linear)
+            add(Dense("encoder.code", input: top, output: .flat(z), activation: spec.sparsityTarget > 0 ? .sigmoid : .linear, offset: offset))
         }
-        width = z
-        var decoder: [DenseLayer] = []
-        for (i, h) in spec.decoderWidths.enumerated() {
-            decoder.append(dense("decoder.\(i)", width, h, spec.activation))
-            width = h
+        // The decoder: the latent to the encoder's last shape, then each encoder layer mirrored
+        // (dense by dense, a convolution by its transposed convolution), ending on the data's shape.
+        let n = spec.encoder.count
+        func activation(_ target: Int) -> Activation { target == 0 ? .linear : spec.activation }
+        add(Dense(n == 0 ? "decoder.out" : "decoder.0", input: .flat(z), output: top, activation: activation(n), offset: offset))
+        for i in stride(from: n - 1, through: 0, by: -1) {
+            let name = i == 0 ? "decoder.out" : "decoder.\(n - i)"
+            switch spec.encoder[i] {
+            case .dense:
+                add(Dense(name, input: shapes[i + 1], output: shapes[i], activation: activation(i), offset: offset))
+            case .conv(_, let kernel, let stride, let padding):
+                guard let layer = ConvTranspose2D(name, input: shapes[i + 1], output: shapes[i], kernel: kernel, stride: stride,
+                                                  padding: padding, activation: activation(i), offset: offset) else {
+                    return .failure(Problem(text: "key 'model.encoder': entry \(i + 1) cannot be mirrored"))
+                }
+                add(layer)
+            }
         }
-        decoder.append(dense("decoder.out", width, spec.inputs, .linear))
-        self.encoder = encoder
-        self.decoder = decoder
-        self.tensors = tensors
-        parameterCount = offset
+        return .success((layers, code))
     }
 
-    /// PyTorch's nn.Linear default: weights and biases uniform in ±1/sqrt(inputs), drawn from the
-    /// counter-based generator keyed by (seed, layer index).
+    /// Values per row the encoder gives: the code (AE), or the means then the log-variances (VAE).
+    public var codeWidth: Int { layers[codeIndex].output.count }
+
+    /// A VAE's codes (`codeWidth` per row) as means and log-variances, `latent` per row each.
+    public func splitCodes(_ codes: [Float], rows: Int) -> (mean: [Float], logVariance: [Float]) {
+        precondition(spec.kind == .vae && codes.count == rows * codeWidth)
+        let z = spec.latent
+        var mean = [Float](repeating: 0, count: rows * z), logVariance = mean
+        for r in 0..<rows {
+            for j in 0..<z { mean[r * z + j] = codes[r * 2 * z + j]; logVariance[r * z + j] = codes[r * 2 * z + z + j] }
+        }
+        return (mean, logVariance)
+    }
+
+    /// Seeded initialisation of every layer (PyTorch's defaults; see `Layer.initialise`).
     public func initialise(_ parameters: FloatBuffer, seed: UInt64) {
         precondition(parameters.count == parameterCount)
-        for (index, layer) in layers.enumerated() {
-            let key = RandomKey(seed: seed, stream: .initialisation, UInt64(index))
-            let bound = 1 / Float(layer.inputs).squareRoot()
-            let p = parameters.pointer
-            let n = layer.inputs * layer.outputs
-            for i in 0..<n { p[layer.weight + i] = (2 * key.uniform(UInt64(i)) - 1) * bound }
-            for i in 0..<layer.outputs { p[layer.bias + i] = (2 * key.uniform(UInt64(n + i)) - 1) * bound }
-        }
+        for (index, layer) in layers.enumerated() { layer.initialise(parameters.pointer, seed: seed, index: index) }
     }
 
-    /// A one-line description: "vae 784-512-256-(20)-256-512-784, relu, bernoulli".
+    /// The linear autoencoder of a PCA: code = W (x − μ), reconstruction = Wᵀ code + μ, for the
+    /// `latent` × `inputs` components W (rows orthonormal) and the mean μ. `spec` is a linear AE
+    /// without hidden layers.
+    public static func principalComponents(spec: ModelSpec, components w: [Double], mean: [Double])
+        -> (model: Autoencoder, parameters: FloatBuffer) {
+        precondition(spec.kind == .ae && spec.encoder.isEmpty && spec.activation == .linear)
+        let model = Autoencoder(spec: spec)
+        let k = spec.latent, d = spec.inputs
+        precondition(w.count == k * d && mean.count == d)
+        let parameters = FloatBuffer(count: model.parameterCount), p = parameters.pointer
+        guard let encoder = model.layers[0] as? Dense, let decoder = model.layers[1] as? Dense else { preconditionFailure() }
+        for i in 0..<k {
+            var b = 0.0
+            for j in 0..<d {
+                p[encoder.weight + i * d + j] = Float(w[i * d + j])
+                p[decoder.weight + j * k + i] = Float(w[i * d + j])
+                b -= w[i * d + j] * mean[j]
+            }
+            p[encoder.bias + i] = Float(b)
+        }
+        for j in 0..<d { p[decoder.bias + j] = Float(mean[j]) }
+        return (model, parameters)
+    }
+
+    /// A one-line description: "vae 784-512-256-(20)-256-512-784, relu, bernoulli"; a convolutional
+    /// model gives its images' shapes, "28x28x1-14x14x32-...".
     public var summary: String {
-        let widths = ([spec.inputs] + spec.encoder).map(String.init).joined(separator: "-")
-        let back = (spec.decoderWidths + [spec.inputs]).map(String.init).joined(separator: "-")
+        let images = spec.hasConvolutions
+        func text(_ shape: FeatureShape) -> String { images ? shape.description : "\(shape.count)" }
+        let widths = ([text(layers[0].input)] + layers[..<codeIndex].map { text($0.output) }).joined(separator: "-")
+        let back = layers[(codeIndex + 1)...].map { text($0.output) }.joined(separator: "-")
         return "\(spec.kind.rawValue) \(widths)-(\(spec.latent))-\(back), \(spec.activation.rawValue), \(spec.output.rawValue)"
     }
 }

@@ -13,49 +13,67 @@ public final class Workspace: @unchecked Sendable {
     public let input: FloatBuffer
     /// Inputs after denoising corruption (unused without noise).
     let corrupted: FloatBuffer
-    let encoderOutputs: [FloatBuffer]
-    /// AE: the code; VAE: means and log-variances side by side ([rows, 2·latent]).
-    public let codeOutput: FloatBuffer
+    /// Each layer's output, in the order of `model.layers`.
+    let activations: [FloatBuffer]
     /// VAE: the sampled latent z; AE: unused (the code is the latent).
     let sampled: FloatBuffer
     let noise: FloatBuffer
-    let decoderOutputs: [FloatBuffer]
     let gradient: FloatBuffer
     let gradientBelow: FloatBuffer
-    let codeGradient: FloatBuffer
     /// Per-row loss terms of the last forward pass (nats or squared error per sample).
     public let reconstruction: FloatBuffer
     public let kl: FloatBuffer
     public let sparsity: FloatBuffer
-    let scratch: FloatBuffer
+    let columnScratch: FloatBuffer
+    /// The layers' own scratch (convolution patches), the largest any layer needs.
+    let layerScratch: FloatBuffer
     /// Whether the last forward pass fed the encoder a corrupted copy of the input.
     var inputWasCorrupted = false
+
+    /// Floats of every buffer a workspace for `capacity` rows of `model` holds.
+    public static func floatCount(model: Autoencoder, capacity: Int) -> Int {
+        sizes(model, capacity).reduce(0, +)
+    }
+
+    /// The buffers' sizes, in the order `init` allocates them.
+    private static func sizes(_ model: Autoencoder, _ capacity: Int) -> [Int] {
+        let s = model.spec, layers = model.layers
+        let widest = layers.map { max($0.input.count, $0.output.count) }.max()!
+        var sizes = [capacity * s.inputs, s.noise == .none ? 0 : capacity * s.inputs]
+        sizes += layers.map { capacity * $0.output.count }
+        sizes += [s.kind == .vae ? capacity * s.latent : 0, s.kind == .vae ? capacity * s.latent : 0,
+                  capacity * widest, capacity * widest, capacity, capacity, capacity,
+                  columnSumsScratchCount(rows: capacity, columns: widest, chunk: 1),
+                  layers.map { $0.scratchCount(rows: capacity) }.max()!]
+        return sizes
+    }
 
     public init(model: Autoencoder, capacity: Int) {
         self.model = model
         self.capacity = capacity
-        let s = model.spec
-        input = FloatBuffer(count: capacity * s.inputs)
-        corrupted = FloatBuffer(count: s.noise == .none ? 0 : capacity * s.inputs)
-        encoderOutputs = model.encoder.map { FloatBuffer(count: capacity * $0.outputs) }
-        codeOutput = FloatBuffer(count: capacity * model.code.outputs)
-        sampled = FloatBuffer(count: s.kind == .vae ? capacity * s.latent : 0)
-        noise = FloatBuffer(count: s.kind == .vae ? capacity * s.latent : 0)
-        decoderOutputs = model.decoder.map { FloatBuffer(count: capacity * $0.outputs) }
-        let widest = model.layers.map { max($0.inputs, $0.outputs) }.max()!
-        gradient = FloatBuffer(count: capacity * widest)
-        gradientBelow = FloatBuffer(count: capacity * widest)
-        codeGradient = FloatBuffer(count: capacity * model.code.outputs)
-        reconstruction = FloatBuffer(count: capacity)
-        kl = FloatBuffer(count: capacity)
-        sparsity = FloatBuffer(count: capacity)
-        scratch = FloatBuffer(count: columnSumsScratchCount(rows: capacity, columns: widest, chunk: 1))
+        var sizes = Workspace.sizes(model, capacity).makeIterator()
+        func next() -> FloatBuffer { FloatBuffer(count: sizes.next()!) }
+        input = next(); corrupted = next()
+        activations = model.layers.map { _ in next() }
+        sampled = next(); noise = next()
+        gradient = next(); gradientBelow = next()
+        reconstruction = next(); kl = next(); sparsity = next()
+        columnScratch = next(); layerScratch = next()
     }
 
     /// The decoder's last output: logits (Bernoulli) or means (Gaussian), [rows, inputs].
-    public var outputs: UnsafeMutablePointer<Float> { decoderOutputs.last!.pointer }
+    public var outputs: UnsafeMutablePointer<Float> { activations.last!.pointer }
+    /// The encoder's output, `model.codeWidth` per row: the code (AE), or the means then the
+    /// log-variances (VAE).
+    public var codes: UnsafeMutablePointer<Float> { activations[model.codeIndex].pointer }
     /// The latent the decoder saw: the code (AE) or the sample z (VAE), [rows, latent].
-    public var latent: UnsafeMutablePointer<Float> { model.spec.kind == .vae ? sampled.pointer : codeOutput.pointer }
+    public var latent: UnsafeMutablePointer<Float> { model.spec.kind == .vae ? sampled.pointer : codes }
+    /// Unit j of row r's code: the code (AE) or the mean (VAE).
+    public func code(row r: Int, unit j: Int) -> Float { codes[r * model.codeWidth + j] }
+    /// A VAE's log-variance of unit j of row r.
+    public func logVariance(row r: Int, unit j: Int) -> Float { codes[r * model.codeWidth + model.spec.latent + j] }
+
+    var scratch: LayerScratch { LayerScratch(columnSums: columnScratch.pointer, own: layerScratch.pointer) }
 }
 
 /// Where the random draws of a pass come from: row r uses sample number `firstSample + r`.
@@ -75,92 +93,20 @@ public struct NoiseSource: Sendable {
     }
 }
 
-/// One dense layer forward: out = f(inp Wᵀ + b).
-func denseForward(_ layer: DenseLayer, out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows: Int,
-                  parameters: UnsafePointer<Float>, pool: ComputePool) {
-    matrixProduct(m: rows, n: layer.outputs, k: layer.inputs,
-                  a: inp, lda: layer.inputs, transposeA: false,
-                  b: parameters + layer.weight, ldb: layer.inputs, transposeB: true,
-                  c: out, ldc: layer.outputs, accumulate: false, pool: pool)
-    addBiasAndActivate(out, bias: parameters + layer.bias, rows: rows, columns: layer.outputs,
-                       activation: layer.activation, pool: pool)
-}
-
-/// What `backward` tells its caller while it runs, so that the caller can send finished gradients
-/// across ranks during the rest of the pass. Called on the thread that called `backward`.
-public enum BackwardEvent {
-    /// gradients[range] hold their final values: this pass will not write them again.
-    case gradientsFinal(Range<Int>)
-    /// Between two matrix products: a moment to let messages move.
-    case betweenProducts
-}
-
-/// One dense layer backward, given dout (already through the activation's derivative):
-/// db = Σ dout and dW = doutᵀ inp (pairwise tree over micro-batches), then dinp = dout W when asked.
-/// dW is computed in `weightBlocks` row blocks (Autoencoder.weightBlock), last rows first, each reported
-/// final as soon as it is computed (the first with db, which follows dW in the buffer). Every element
-/// of dW is the same number whatever the blocks: the product computes each element independently of
-/// the other rows in the call.
-func denseBackward(_ layer: DenseLayer, dinp: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
-                   inp: UnsafePointer<Float>, rows: Int, chunk: Int, parameters: UnsafePointer<Float>,
-                   gradients: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
-                   weightBlocks: Int = 1, pool: ComputePool, report: (BackwardEvent) throws -> Void) rethrows {
-    columnSums(dout, rows: rows, columns: layer.outputs, chunk: chunk,
-               into: gradients + layer.bias, scratch: scratch)
-    for block in (0..<weightBlocks).reversed() {
-        let (units, final) = Autoencoder.weightBlock(block, of: weightBlocks, layer: layer)
-        if units.isEmpty { continue }
-        matrixProduct(m: units.count, n: layer.inputs, k: rows,
-                      a: dout + units.lowerBound, lda: layer.outputs, transposeA: true,
-                      b: inp, ldb: layer.inputs, transposeB: false,
-                      c: gradients + final.lowerBound, ldc: layer.inputs, accumulate: false,
-                      reductionChunk: chunk, pool: pool)
-        try report(.gradientsFinal(final))
-    }
-    if let dinp {
-        matrixProduct(m: rows, n: layer.inputs, k: layer.outputs,
-                      a: dout, lda: layer.outputs, transposeA: false,
-                      b: parameters + layer.weight, ldb: layer.inputs, transposeB: false,
-                      c: dinp, ldc: layer.inputs, accumulate: false, pool: pool)
-        try report(.betweenProducts)
-    }
-}
-
 extension Autoencoder {
-    /// The layer whose gradients backward finishes last (the first encoder layer, or the code layer).
-    var lastInBackward: DenseLayer { encoder.first ?? code }
-
-    /// Row `block` of `blocks` (0...blocks) where the last layer's weight gradient is cut: near-equal
-    /// blocks on multiples of the micro-kernel's rows (`productRowTile`), so no block wastes lanes.
-    static func weightBlockBoundary(_ block: Int, of blocks: Int, rows: Int) -> Int {
-        let tile = productRowTile
-        return min(rows, (rows * block / blocks + tile - 1) / tile * tile)
-    }
-
-    /// Block `block` of `blocks` of a layer's weight gradient: its output units (rows of W, possibly
-    /// none) and the range of the gradient buffer it makes final (the last block also takes the bias).
-    static func weightBlock(_ block: Int, of blocks: Int, layer: DenseLayer) -> (units: Range<Int>, final: Range<Int>) {
-        let r0 = weightBlockBoundary(block, of: blocks, rows: layer.outputs)
-        let r1 = weightBlockBoundary(block + 1, of: blocks, rows: layer.outputs)
-        let end = r1 == layer.outputs ? layer.bias + layer.outputs : layer.weight + r1 * layer.inputs
-        return (r0..<r1, (layer.weight + r0 * layer.inputs)..<end)
-    }
-
     /// The ranges of the gradient buffer that `backward(... lastLayerBlocks:)` reports final, in the
-    /// order it reports them: each layer's weights and bias from the output layer down to the input,
-    /// the last layer's weights cut into up to `lastLayerBlocks` row blocks, last rows first. They tile
-    /// the buffer from its end down to 0.
+    /// order it reports them: each layer's parameters from the output layer down to the input, the
+    /// first layer's cut into up to `lastLayerBlocks` blocks (dense layers), last rows first. They
+    /// tile the buffer from its end down to 0.
     public func finalGradientRanges(lastLayerBlocks: Int) -> [Range<Int>] {
         precondition(lastLayerBlocks >= 1)
-        var ranges: [Range<Int>] = []
-        for layer in layers.reversed() {
-            let blocks = layer.weight == lastInBackward.weight ? lastLayerBlocks : 1
-            for block in (0..<blocks).reversed() {
-                let (units, final) = Autoencoder.weightBlock(block, of: blocks, layer: layer)
-                if !units.isEmpty { ranges.append(final) }
-            }
-        }
-        return ranges
+        return layers.indices.reversed().flatMap { layers[$0].finalRanges(weightBlocks: $0 == 0 ? lastLayerBlocks : 1) }
+    }
+
+    /// The input of layer `index` in the last forward pass.
+    private func input(of index: Int, _ ws: Workspace) -> UnsafePointer<Float> {
+        if index == 0 { return UnsafePointer(inputSeen(ws)) }
+        return UnsafePointer(index == codeIndex + 1 ? ws.latent : ws.activations[index - 1].pointer)
     }
 }
 
@@ -170,21 +116,34 @@ extension Autoencoder {
     public func forward(_ parameters: FloatBuffer, _ ws: Workspace, rows: Int, noise: NoiseSource, pool: ComputePool) {
         precondition(rows <= ws.capacity)
         let p = UnsafePointer(parameters.pointer)
-        var x = UnsafePointer(ws.input.pointer)
         ws.inputWasCorrupted = noise.corruptInputs && spec.noise != .none
-        if ws.inputWasCorrupted {
-            corrupt(ws.input.pointer, into: ws.corrupted.pointer, rows: rows, noise: noise, pool: pool)
-            x = UnsafePointer(ws.corrupted.pointer)
+        if ws.inputWasCorrupted { corrupt(ws.input.pointer, into: ws.corrupted.pointer, rows: rows, noise: noise, pool: pool) }
+        for (index, layer) in layers.enumerated() {
+            layer.forward(out: ws.activations[index].pointer, inp: input(of: index, ws), rows: rows, parameters: p,
+                          scratch: ws.scratch, pool: pool)
+            if index == codeIndex { codeForward(ws, rows: rows, noise: noise) }
         }
-        var a = x
-        for (i, layer) in encoder.enumerated() {
-            denseForward(layer, out: ws.encoderOutputs[i].pointer, inp: a, rows: rows, parameters: p, pool: pool)
-            a = UnsafePointer(ws.encoderOutputs[i].pointer)
+        // Loss only here; backward writes the gradient with the same function (lossTerms).
+        lossTerms(ws, rows: rows, scale: 0, gradient: nil, pool: pool)
+    }
+
+    /// Decodes `rows` latent vectors (`latent` per row) into `ws.outputs` (logits or means).
+    public func decode(_ parameters: FloatBuffer, latent: UnsafePointer<Float>, rows: Int, _ ws: Workspace, pool: ComputePool) {
+        precondition(rows <= ws.capacity)
+        var a = latent
+        for index in (codeIndex + 1)..<layers.count {
+            layers[index].forward(out: ws.activations[index].pointer, inp: a, rows: rows,
+                                  parameters: UnsafePointer(parameters.pointer), scratch: ws.scratch, pool: pool)
+            a = UnsafePointer(ws.activations[index].pointer)
         }
-        denseForward(code, out: ws.codeOutput.pointer, inp: a, rows: rows, parameters: p, pool: pool)
+    }
+
+    /// The code layer's stage: the VAE's reparameterised sample and KL term, and the sparsity penalty
+    /// on the latent the decoder sees.
+    private func codeForward(_ ws: Workspace, rows: Int, noise: NoiseSource) {
         let z = spec.latent
         if spec.kind == .vae {
-            let heads = ws.codeOutput.pointer, eps = ws.noise.pointer, out = ws.sampled.pointer
+            let heads = ws.codes, eps = ws.noise.pointer, out = ws.sampled.pointer
             for r in 0..<rows {
                 let key = RandomKey(seed: noise.seed, stream: noise.latentStream, noise.firstSample + UInt64(r))
                 var klSum: Float = 0
@@ -197,11 +156,10 @@ extension Autoencoder {
                 }
                 ws.kl.pointer[r] = klSum
             }
-            a = UnsafePointer(out)
         } else {
             ws.kl.pointer.update(repeating: 0, count: rows)
-            a = UnsafePointer(ws.codeOutput.pointer)
         }
+        let a = ws.latent
         let rho = spec.sparsityTarget, beta = spec.sparsityKLWeight
         for r in 0..<rows {
             var s: Float = 0
@@ -215,12 +173,6 @@ extension Autoencoder {
             }
             ws.sparsity.pointer[r] = spec.l1 * s + beta * kl
         }
-        for (i, layer) in decoder.enumerated() {
-            denseForward(layer, out: ws.decoderOutputs[i].pointer, inp: a, rows: rows, parameters: p, pool: pool)
-            a = UnsafePointer(ws.decoderOutputs[i].pointer)
-        }
-        // Loss only here; backward writes the gradient with the same function (lossTerms).
-        lossTerms(ws, rows: rows, scale: 0, gradient: nil, pool: pool)
     }
 
     /// Per-sample training loss: reconstruction + kl_weight * KL + sparsity penalty.
@@ -249,33 +201,39 @@ extension Autoencoder {
     }
 
     /// `backward` telling `report` each range of the gradient as it becomes final (in the order of
-    /// `finalGradientRanges(lastLayerBlocks:)`) and each pause between matrix products; the last
+    /// `finalGradientRanges(lastLayerBlocks:)`) and each pause between matrix products; the first
     /// layer's weight gradient is computed in `lastLayerBlocks` row blocks, which changes no bit.
     public func backward(_ parameters: FloatBuffer, _ gradients: FloatBuffer, _ ws: Workspace, rows: Int,
                          chunk: Int, scale: Float, pool: ComputePool, lastLayerBlocks: Int,
                          report: (BackwardEvent) throws -> Void) rethrows {
         precondition(lastLayerBlocks >= 1)
         let p = UnsafePointer(parameters.pointer), g = gradients.pointer
-        let scratch = ws.scratch.pointer
         var dout = ws.gradient.pointer, dbelow = ws.gradientBelow.pointer
         lossTerms(ws, rows: rows, scale: scale, gradient: dout, pool: pool)
-        // Decoder, output side first.
-        for i in stride(from: decoder.count - 1, through: 0, by: -1) {
-            let layer = decoder[i]
-            if i < decoder.count - 1 {
-                multiplyByActivationDerivative(dout, output: ws.decoderOutputs[i].pointer,
-                                               count: rows * layer.outputs, activation: layer.activation, pool: pool)
+        for index in layers.indices.reversed() {
+            let layer = layers[index]
+            if index == codeIndex {   // dout holds dLoss/dlatent [rows, latent]
+                codeBackward(ws, rows: rows, scale: scale, dlatent: dout, dcode: dbelow)
+                swap(&dout, &dbelow)
             }
-            let inp = i > 0 ? UnsafePointer(ws.decoderOutputs[i - 1].pointer) : UnsafePointer(ws.latent)
-            try denseBackward(layer, dinp: dbelow, dout: dout, inp: inp, rows: rows, chunk: chunk,
-                              parameters: p, gradients: g, scratch: scratch, pool: pool, report: report)
+            if index < layers.count - 1 {   // the loss's gradient is already the output layer's pre-activation one
+                multiplyByActivationDerivative(dout, output: ws.activations[index].pointer, count: rows * layer.output.count,
+                                               activation: layer.activation, pool: pool)
+            }
+            try layer.backward(dinp: index > 0 ? dbelow : nil, dout: dout, inp: input(of: index, ws), rows: rows, chunk: chunk,
+                               parameters: p, gradients: g, scratch: ws.scratch,
+                               weightBlocks: index == 0 ? lastLayerBlocks : 1, pool: pool, report: report)
             swap(&dout, &dbelow)
         }
-        // dout now holds dLoss/dlatent [rows, latent].
+    }
+
+    /// dLoss/dcode from dLoss/dlatent: through the VAE's sample and its KL term, or the AE's
+    /// sparsity penalties (before the code layer's activation).
+    private func codeBackward(_ ws: Workspace, rows: Int, scale: Float, dlatent dout: UnsafePointer<Float>,
+                              dcode: UnsafeMutablePointer<Float>) {
         let z = spec.latent
-        let dcode = ws.codeGradient.pointer
         if spec.kind == .vae {
-            let heads = ws.codeOutput.pointer, eps = ws.noise.pointer
+            let heads = ws.codes, eps = ws.noise.pointer
             let klScale = trainingKLWeight * scale
             for r in 0..<rows {
                 for j in 0..<z {
@@ -296,32 +254,17 @@ extension Autoencoder {
                 } }
             }
         } else {
-            let c = ws.codeOutput.pointer
+            let c = ws.codes
             let rho = spec.sparsityTarget, klScale = spec.sparsityKLWeight * scale
             for i in 0..<(rows * z) {
                 let v = c[i], sg: Float = v > 0 ? 1 : (v < 0 ? -1 : 0)
                 var d = dout[i] + spec.l1 * scale * sg
-                if rho > 0 {   // d KL(ρ ‖ h) / dh, before the sigmoid's derivative below
+                if rho > 0 {   // d KL(ρ ‖ h) / dh, before the sigmoid's derivative
                     let h = min(max(v, 1e-7), 1 - 1e-7)
                     d += klScale * (-rho / h + (1 - rho) / (1 - h))
                 }
                 dcode[i] = d
             }
-            multiplyByActivationDerivative(dcode, output: c, count: rows * z, activation: code.activation, pool: pool)
-        }
-        let codeInput = encoder.isEmpty ? UnsafePointer(inputSeen(ws)) : UnsafePointer(ws.encoderOutputs.last!.pointer)
-        try denseBackward(code, dinp: encoder.isEmpty ? nil : dout, dout: dcode, inp: codeInput, rows: rows,
-                          chunk: chunk, parameters: p, gradients: g, scratch: scratch,
-                          weightBlocks: encoder.isEmpty ? lastLayerBlocks : 1, pool: pool, report: report)
-        for i in stride(from: encoder.count - 1, through: 0, by: -1) {
-            let layer = encoder[i]
-            multiplyByActivationDerivative(dout, output: ws.encoderOutputs[i].pointer,
-                                           count: rows * layer.outputs, activation: layer.activation, pool: pool)
-            let inp = i > 0 ? UnsafePointer(ws.encoderOutputs[i - 1].pointer) : UnsafePointer(inputSeen(ws))
-            try denseBackward(layer, dinp: i > 0 ? dbelow : nil, dout: dout, inp: inp, rows: rows, chunk: chunk,
-                              parameters: p, gradients: g, scratch: scratch, weightBlocks: i == 0 ? lastLayerBlocks : 1,
-                              pool: pool, report: report)
-            swap(&dout, &dbelow)
         }
     }
 

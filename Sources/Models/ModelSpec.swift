@@ -10,10 +10,30 @@ public enum OutputDistribution: String, CaseIterable, Sendable { case bernoulli,
 
 public enum NoiseKind: String, CaseIterable, Sendable { case none, gaussian, masking, saltPepper = "salt_pepper" }
 
+/// One hidden layer of the encoder as a configuration gives it: a dense layer of `width` units, or
+/// a 2-D convolution with `channels` filters (needs an image shape). The decoder mirrors the encoder.
+public enum LayerSpec: Equatable, Sendable, ExpressibleByIntegerLiteral, CustomStringConvertible {
+    case dense(Int)
+    case conv(channels: Int, kernel: Int, stride: Int, padding: Int)
+
+    public init(integerLiteral width: Int) { self = .dense(width) }
+
+    /// "512", or "conv32k4s2p1".
+    public var description: String {
+        switch self {
+        case .dense(let n): return "\(n)"
+        case .conv(let c, let k, let s, let p): return "conv\(c)k\(k)s\(s)p\(p)"
+        }
+    }
+}
+
 public struct ModelSpec: Equatable, Sendable {
     public var kind: ModelKind = .vae
+    /// Features per sample.
     public var inputs: Int = 0
-    public var encoder: [Int] = [512, 256]
+    /// The data's image shape [height, width] or [height, width, channels], for convolutions.
+    public var imageShape: [Int]? = nil
+    public var encoder: [LayerSpec] = [512, 256]
     public var latent: Int = 20
     public var activation: Activation = .relu
     public var output: OutputDistribution = .bernoulli
@@ -28,6 +48,6 @@ public struct ModelSpec: Equatable, Sendable {
 
     public init() {}
 
-    /// Widths of every dense layer's input and output, encoder then decoder.
-    public var decoderWidths: [Int] { Array(encoder.reversed()) }
+    /// Whether any layer is a convolution (the model then needs `imageShape`).
+    public var hasConvolutions: Bool { encoder.contains { if case .conv = $0 { return true } else { return false } } }
 }

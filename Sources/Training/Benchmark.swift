@@ -124,7 +124,7 @@ public struct StepBenchmark {
         }
         config = try data.resolve(config, communicator: communicator, checkValues: false)
         let pool = ComputePool(threads: threads)
-        let training = TrainingStep(config: config, data: data, plan: plan, communicator: communicator, pool: pool)
+        let training = try TrainingStep(config: config, data: data, plan: plan, communicator: communicator, pool: pool)
         if let exactReduction { training.exactReduction = exactReduction }
         if let overlapReduction { training.overlapReduction = overlapReduction }
         if let shardUpdate { training.shardUpdate = shardUpdate }

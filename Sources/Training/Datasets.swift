@@ -53,7 +53,13 @@ public struct Datasets {
     public mutating func resolve(_ config: RunConfig, communicator: Communicator, checkValues: Bool = true) throws -> RunConfig {
         var resolved = config
         let (trainSet, testSet) = (train, test)
-        resolved.data.imageShape = try agreeing(communicator) { try Datasets.imageShape(config.data, trainSet) }
+        resolved.data.imageShape = try agreeing(communicator) { () -> [Int]? in
+            let shape = try Datasets.imageShape(config.data, sampleShape: trainSet.sampleShape, source: trainSet.source)
+            var c = config
+            c.data.imageShape = shape
+            _ = try c.modelSpec(features: trainSet.columns)   // a model the data cannot feed is refused here
+            return shape
+        }
         if config.data.shuffle == .blocks, config.data.blockRows == nil {
             resolved.data.blockRows = trainSet.chunkRows ?? 1024   // kept: re-chunking the file must not change the order
         }
@@ -94,19 +100,21 @@ public struct Datasets {
 
     /// `data.image_shape` as given (checked against the features), else an N-D dataset's own
     /// trailing shape, else the file's `image_shape` attribute when it fits, else nil.
-    static func imageShape(_ d: DataSettings, _ train: DataSplit) throws -> [Int]? {
+    /// `sampleShape`: the train dataset's shape after its first (sample) axis.
+    static func imageShape(_ d: DataSettings, sampleShape: [Int], source: String) throws -> [Int]? {
+        let columns = sampleShape.reduce(1, *)
         if let shape = d.imageShape {
-            guard shape.reduce(1, *) == train.columns else {
-                throw ConfigError("key 'data.image_shape': \(shape) holds \(shape.reduce(1, *)) values, but the rows of '\(train.source)' have \(train.columns) features")
+            guard shape.reduce(1, *) == columns else {
+                throw ConfigError("key 'data.image_shape': \(shape) holds \(shape.reduce(1, *)) values, but the rows of '\(source)' have \(columns) features")
             }
             return shape
         }
-        if train.sampleShape.count >= 2 { return train.sampleShape }
+        if sampleShape.count >= 2 { return sampleShape }
         guard let file = try? HDF5File(readingAt: d.path) else { return nil }
         defer { file.close() }
         guard file.hasAttribute("image_shape"), let values = try? file.int64ArrayAttribute("image_shape"),
               (2...3).contains(values.count), values.allSatisfy({ $0 > 0 }),
-              values.reduce(1, *) == Int64(train.columns) else { return nil }
+              values.reduce(1, *) == Int64(columns) else { return nil }
         return values.map { Int($0) }
     }
 

@@ -31,7 +31,7 @@ public func evaluate(model: Autoencoder, parameters: FloatBuffer, data: DataSpli
                      seed: UInt64, workspace: Workspace, communicator: Communicator, pool: ComputePool) throws -> EvaluationResult {
     let range = rowRange(count: data.rows, rank: communicator.rank, size: communicator.size)
     var sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]   // loss, reconstruction, kl, squared error, Σ|code|, near-zero count
-    let z = model.spec.latent, stride = model.code.outputs   // VAE rows hold means then log-variances
+    let z = model.spec.latent
     var indices = [Int](repeating: 0, count: workspace.capacity)
     try data.forEachPiece(of: range, pieceRows: 32 * workspace.capacity) { matrix, base, piece in
     var start = piece.lowerBound
@@ -49,7 +49,7 @@ public func evaluate(model: Autoencoder, parameters: FloatBuffer, data: DataSpli
             sums[1] += Double(workspace.reconstruction.pointer[r])
             sums[2] += Double(workspace.kl.pointer[r])
             for j in 0..<z {
-                let v = Double(abs(workspace.codeOutput.pointer[r * stride + j]))
+                let v = Double(abs(workspace.code(row: r, unit: j)))
                 sums[4] += v
                 if v < nearZeroCode { sums[5] += 1 }
             }

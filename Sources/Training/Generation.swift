@@ -78,39 +78,26 @@ public func decode(model: Autoencoder, parameters: FloatBuffer, latent: [Float],
     let z = model.spec.latent, d = model.spec.inputs
     precondition(latent.count == rows * z)
     var out = [Float](repeating: 0, count: rows * d)
-    let chunk = 256
-    let buffers = model.decoder.map { FloatBuffer(count: chunk * $0.outputs) }
-    let input = FloatBuffer(count: chunk * z)
-    let p = UnsafePointer(parameters.pointer)
+    let ws = Workspace(model: model, capacity: min(256, max(rows, 1)))
     var start = 0
     while start < rows {
-        let n = min(chunk, rows - start)
-        latent.withUnsafeBufferPointer { input.pointer.update(from: $0.baseAddress! + start * z, count: n * z) }
-        var a = UnsafePointer(input.pointer)
-        for (i, layer) in model.decoder.enumerated() {
-            matrixProduct(m: n, n: layer.outputs, k: layer.inputs, a: a, lda: layer.inputs, transposeA: false,
-                          b: p + layer.weight, ldb: layer.inputs, transposeB: true,
-                          c: buffers[i].pointer, ldc: layer.outputs, accumulate: false, pool: pool)
-            addBiasAndActivate(buffers[i].pointer, bias: p + layer.bias, rows: n, columns: layer.outputs,
-                               activation: layer.activation, pool: pool)
-            a = UnsafePointer(buffers[i].pointer)
-        }
-        let last = buffers.last!.pointer
-        toDataUnits(last, count: n * d, output: model.spec.output)
-        out.withUnsafeMutableBufferPointer { ($0.baseAddress! + start * d).update(from: last, count: n * d) }
+        let n = min(ws.capacity, rows - start)
+        latent.withUnsafeBufferPointer { model.decode(parameters, latent: $0.baseAddress! + start * z, rows: n, ws, pool: pool) }
+        toDataUnits(ws.outputs, count: n * d, output: model.spec.output)
+        out.withUnsafeMutableBufferPointer { ($0.baseAddress! + start * d).update(from: ws.outputs, count: n * d) }
         start += n
     }
     return out
 }
 
 /// What the encoder gives for rows `indices`: the code (AE, PCA) or means then log-variances (VAE),
-/// `model.code.outputs` values per row; with `reconstructions`, also the decoded means in data units
+/// `model.codeWidth` values per row; with `reconstructions`, also the decoded means in data units
 /// (VAE: decoded from the means, no latent noise) and the scaled inputs, both in scaled data units
 /// (a normalization undone).
 public func encode(model: Autoencoder, parameters: FloatBuffer, data: StoredMatrix, input: InputMapping, indices: [Int],
                    pool: ComputePool, reconstructions: Bool = false)
     -> (codes: [Float], inputs: [Float], outputs: [Float]) {
-    let width = model.code.outputs, d = model.spec.inputs
+    let width = model.codeWidth, d = model.spec.inputs
     let ws = Workspace(model: model, capacity: 256)
     var codes = [Float](repeating: 0, count: indices.count * width)
     var inputs = [Float](), outputs = [Float]()
@@ -126,7 +113,7 @@ public func encode(model: Autoencoder, parameters: FloatBuffer, data: StoredMatr
         }
         let noise = NoiseSource(seed: 0, firstSample: UInt64(start), sampleLatent: false, corruptInputs: false)
         model.forward(parameters, ws, rows: n, noise: noise, pool: pool)
-        codes.withUnsafeMutableBufferPointer { ($0.baseAddress! + start * width).update(from: ws.codeOutput.pointer, count: n * width) }
+        codes.withUnsafeMutableBufferPointer { ($0.baseAddress! + start * width).update(from: ws.codes, count: n * width) }
         if reconstructions {
             toDataUnits(ws.outputs, count: n * d, output: model.spec.output)
             input.toData(ws.outputs, rows: n)
@@ -141,11 +128,7 @@ public func encode(model: Autoencoder, parameters: FloatBuffer, data: StoredMatr
 
 /// The latent vector the decoder uses for an encoded row: the code (AE) or the mean (VAE).
 func latentPart(_ codes: [Float], rows: Int, model: Autoencoder) -> [Float] {
-    let z = model.spec.latent, width = model.code.outputs
-    if width == z { return codes }
-    var out = [Float](repeating: 0, count: rows * z)
-    for r in 0..<rows { for j in 0..<z { out[r * z + j] = codes[r * width + j] } }
-    return out
+    model.spec.kind == .vae ? model.splitCodes(codes, rows: rows).mean : codes
 }
 
 /// Draws from the prior: row i of the latent is N(0, I) keyed by (seed, sampling stream, i).
@@ -233,13 +216,13 @@ public func importanceSampledLikelihood(model: Autoencoder, parameters: FloatBuf
             let noise = NoiseSource(seed: drawSeed, firstSample: UInt64(start), latentStream: .evaluation,
                                     sampleLatent: true, corruptInputs: false)
             model.forward(parameters, ws, rows: rows, noise: noise, pool: pool)
-            let heads = ws.codeOutput.pointer, sampled = ws.latent
+            let sampled = ws.latent
             for r in 0..<rows {
                 let key = RandomKey(seed: drawSeed, stream: .evaluation, UInt64(start + r))
                 var logPriorOverPosterior = 0.0
                 for j in 0..<z {
                     let e = Double(key.normal(UInt64(j)))
-                    let v = Double(sampled[r * z + j]), lv = Double(heads[r * 2 * z + z + j])
+                    let v = Double(sampled[r * z + j]), lv = Double(ws.logVariance(row: r, unit: j))
                     logPriorOverPosterior += -0.5 * v * v + 0.5 * e * e + 0.5 * lv
                 }
                 logWeights[r * k + draw] = -Double(ws.reconstruction.pointer[r]) + logPriorOverPosterior

@@ -58,9 +58,7 @@ public func modelFileConfig(path: String) throws -> RunConfig {
 public func loadModel(checkpointPath: String, features: Int) throws -> LoadedModel {
     if PCA.isPCAFile(checkpointPath) { return try PCA.loadModel(path: checkpointPath, features: features) }
     let checkpoint = try Checkpoint(path: checkpointPath)
-    var spec = checkpoint.config.model
-    spec.inputs = features
-    let model = Autoencoder(spec: spec)
+    let model = Autoencoder(spec: try checkpoint.config.modelSpec(features: features))
     let parameters = FloatBuffer(count: model.parameterCount)
     try checkpoint.load(model: model, parameters: parameters, optimizer: nil)
     if let n = checkpoint.normalization, n.shift.count != features {

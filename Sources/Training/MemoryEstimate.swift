@@ -17,7 +17,7 @@ public struct MemoryEstimate {
 
     /// Reads only the datasets' shapes and types.
     public init(config: RunConfig, perRankBatch: Int) throws {
-        var data = 0, features = 0, rowBytes = 0
+        var data = 0, features = 0, rowBytes = 0, sampleShape: [Int] = []
         let splits = [(config.data.path, config.data.train)] + (config.data.test.map { [(config.data.testPath ?? config.data.path, $0)] } ?? [])
         for (path, dataset) in splits {
             let file = try HDF5File(readingAt: path)
@@ -28,30 +28,24 @@ public struct MemoryEstimate {
             let count = shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
             data = data.addingReportingOverflow(count.multipliedReportingOverflow(by: type.byteCount).partialValue).partialValue
             if dataset == config.data.train, shape.count >= 2 {
-                features = shape.dropFirst().reduce(1, *)
+                sampleShape = Array(shape.dropFirst())
+                features = sampleShape.reduce(1, *)
                 rowBytes = features * type.byteCount
             }
         }
         self.rowBytes = rowBytes
         self.perRankBatch = perRankBatch
-        var spec = config.model
-        spec.inputs = max(features, 1)
-        // Parameter count by layer widths (the same arithmetic as Autoencoder, without building it).
-        let widths = [spec.inputs] + spec.encoder
-        var parameters = 0
-        for (a, b) in zip(widths, widths.dropFirst()) { parameters += a * b + b }
-        let codeOut = spec.kind == .vae ? 2 * spec.latent : spec.latent
-        parameters += widths.last! * codeOut + codeOut
-        let back = [spec.latent] + spec.decoderWidths + [spec.inputs]
-        for (a, b) in zip(back, back.dropFirst()) { parameters += a * b + b }
+        var resolved = config
+        resolved.data.imageShape = try Datasets.imageShape(config.data, sampleShape: sampleShape, source: config.data.train)
+        let model = Autoencoder(spec: try resolved.modelSpec(features: max(features, 1)))
         // Parameters, gradients, the reduction's receive space (every rank's copy of this rank's
         // segment: about one gradient), optimizer state.
         let buffers = 3 + (config.train.optimizer.kind == .adam ? 2 : 1)
         allDataBytes = data
         dataBytes = data
-        modelBytes = parameters * 4 * buffers
-        let activationWidths = widths.reduce(0, +) + back.reduce(0, +) + 4 * spec.latent + 2 * (widths + back).max()!
-        activationBytes = (perRankBatch + 256) * activationWidths * 4
+        modelBytes = model.parameterCount * 4 * buffers
+        // The training workspace and the evaluation's (256 rows).
+        activationBytes = (Workspace.floatCount(model: model, capacity: perRankBatch) + Workspace.floatCount(model: model, capacity: 256)) * 4
     }
 
     /// Bytes this process may still use: the smaller of MemAvailable and the cgroup's limit headroom.

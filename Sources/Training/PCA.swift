@@ -237,26 +237,13 @@ public enum PCA {
         guard shape[1] == features else {
             throw ConfigError("PCA file '\(path)': fitted on \(shape[1]) features but the data has \(features)")
         }
-        let k = shape[0], d = shape[1]
+        let d = shape[1]
         let w = try file.readDoubles("/components")
         let mean = try file.readDoubles("/mean")
         guard mean.count == d else { throw ConfigError("PCA file '\(path)': /mean has \(mean.count) values, expected \(d)") }
         var spec = config.model
         spec.inputs = d
-        let model = Autoencoder(spec: spec)
-        let parameters = FloatBuffer(count: model.parameterCount)
-        let p = parameters.pointer
-        let encoder = model.code, decoder = model.decoder[0]
-        for i in 0..<k {
-            var b = 0.0
-            for j in 0..<d {
-                p[encoder.weight + i * d + j] = Float(w[i * d + j])
-                p[decoder.weight + j * k + i] = Float(w[i * d + j])
-                b -= w[i * d + j] * mean[j]
-            }
-            p[encoder.bias + i] = Float(b)
-        }
-        for j in 0..<d { p[decoder.bias + j] = Float(mean[j]) }
+        let (model, parameters) = Autoencoder.principalComponents(spec: spec, components: w, mean: mean)
         return LoadedModel(path: path, config: config, model: model, parameters: parameters)
     }
 }

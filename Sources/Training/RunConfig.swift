@@ -178,7 +178,7 @@ public struct RunConfig: Equatable, Sendable {
 
     private mutating func read(_ r: ValueReader, file: String?) throws {
         model.kind = try r.choice("model.kind", ModelKind.self)
-        model.encoder = try r.intList("model.encoder", minimum: 1)
+        model.encoder = try r.layerList("model.encoder")
         model.latent = try r.int("model.latent", minimum: 1)
         model.activation = try r.choice("model.activation", Activation.self)
         model.output = try r.choice("model.output", OutputDistribution.self)
@@ -262,7 +262,7 @@ public struct RunConfig: Equatable, Sendable {
         return """
         model:
           kind: \(model.kind.rawValue)
-          encoder: [\(model.encoder.map(String.init).joined(separator: ", "))]
+          encoder: [\(model.encoder.map(\.yaml).joined(separator: ", "))]
           latent: \(model.latent)
           activation: \(model.activation.rawValue)
           output: \(model.output.rawValue)
@@ -490,6 +490,35 @@ struct ValueReader {
         throw error(key, "a list of integers ≥ \(minimum), like [512, 256] ([] for none)")
     }
 
+    /// Encoder layers: a width (dense), or `{conv: C, kernel: K, stride: S, padding: P}` (stride 1
+    /// and padding 0 by default).
+    func layerList(_ key: String) throws -> [LayerSpec] {
+        let expected = "a list of layers: widths like [512, 256], or convolutions like {conv: 32, kernel: 4, stride: 2, padding: 1} ([] for none)"
+        guard let n = values[key], case .sequence(let seq) = n else { throw error(key, expected) }
+        return try seq.enumerated().map { index, item in
+            if case .scalar = item {
+                guard let v = item.int, v >= 1 else { throw error(key, "a width ≥ 1 in entry \(index + 1) of " + expected) }
+                return .dense(v)
+            }
+            guard case .mapping(let map) = item else { throw error(key, expected) }
+            var fields: [String: Int] = [:]
+            for (k, v) in map {
+                let name = k.string ?? ""
+                guard ["conv", "kernel", "stride", "padding"].contains(name) else {
+                    throw error(key, "in entry \(index + 1) only the fields conv, kernel, stride, padding (got '\(name)'); " + expected)
+                }
+                guard let i = v.int, i >= (name == "padding" ? 0 : 1) else {
+                    throw error(key, "an integer \(name == "padding" ? "≥ 0" : "≥ 1") for '\(name)' in entry \(index + 1)")
+                }
+                fields[name] = i
+            }
+            guard let channels = fields["conv"], let kernel = fields["kernel"] else {
+                throw error(key, "'conv' (output channels) and 'kernel' in entry \(index + 1), like {conv: 32, kernel: 4, stride: 2, padding: 1}")
+            }
+            return .conv(channels: channels, kernel: kernel, stride: fields["stride"] ?? 1, padding: fields["padding"] ?? 0)
+        }
+    }
+
     /// `auto` (nil) or an integer.
     func automaticInt(_ key: String, minimum: Int) throws -> Int? {
         if let n = values[key], case .scalar(let s) = n, s.string == "auto" { return nil }
@@ -503,5 +532,28 @@ struct ValueReader {
     func scale(_ key: String) throws -> Float? {
         if let n = values[key], case .scalar(let s) = n, s.string == "auto" { return nil }
         return try float(key, minimum: 0, exclusive: true)
+    }
+}
+
+extension RunConfig {
+    /// The model of this configuration for data of `features` features and its `data.image_shape`;
+    /// a model the data cannot feed (a convolution without an image shape, a kernel larger than its
+    /// image) is a `ConfigError` naming the key.
+    public func modelSpec(features: Int) throws -> ModelSpec {
+        var spec = model
+        spec.inputs = features
+        spec.imageShape = data.imageShape
+        if let problem = Autoencoder.problem(with: spec) { throw ConfigError(problem) }
+        return spec
+    }
+}
+
+extension LayerSpec {
+    /// The entry as the configuration file writes it.
+    var yaml: String {
+        switch self {
+        case .dense(let n): return "\(n)"
+        case .conv(let c, let k, let s, let p): return "{conv: \(c), kernel: \(k), stride: \(s), padding: \(p)}"
+        }
     }
 }

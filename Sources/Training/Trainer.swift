@@ -154,7 +154,7 @@ public final class Trainer {
             return (data, plan)
         }
         self.config = try data.resolve(config, communicator: communicator)
-        training = TrainingStep(config: self.config, data: data, plan: plan, communicator: communicator, pool: pool)
+        training = try TrainingStep(config: self.config, data: data, plan: plan, communicator: communicator, pool: pool)
         evaluationWorkspace = Workspace(model: training.model, capacity: 256)
         try start(resume: options.resume, archivePrevious: options.archivePrevious)
     }

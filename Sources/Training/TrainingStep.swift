@@ -86,10 +86,8 @@ public final class TrainingStep {
     private var nextBucket = 0
     private var progressNanoseconds: UInt64 = 0
 
-    public init(config: RunConfig, data: Datasets, plan: BatchPlan, communicator: Communicator, pool: ComputePool) {
-        var spec = config.model
-        spec.inputs = data.train.columns
-        model = Autoencoder(spec: spec)
+    public init(config: RunConfig, data: Datasets, plan: BatchPlan, communicator: Communicator, pool: ComputePool) throws {
+        model = Autoencoder(spec: try config.modelSpec(features: data.train.columns))
         self.plan = plan
         self.data = data
         self.seed = config.train.seed

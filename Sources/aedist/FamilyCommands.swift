@@ -127,7 +127,7 @@ struct EncodeCommand: ParsableCommand {
                 let split = try ChosenSplit(config: config, dataPath: dataPath, split: split)
                 return (try loadModel(checkpointPath: path, features: split.data.columns), split)
             }
-            let model = loaded.model, n = split.data.rows, width = model.code.outputs, z = model.spec.latent
+            let model = loaded.model, n = split.data.rows, width = model.codeWidth, z = model.spec.latent
             let range = rowRange(count: n, rank: communicator.rank, size: communicator.size)
             let rows = try agreeing(communicator) { try split.rows(Array(range)) }
             let local = Training.encode(model: model, parameters: loaded.parameters, data: rows, input: split.input(for: loaded),
@@ -140,10 +140,7 @@ struct EncodeCommand: ParsableCommand {
                     try file.setAttribute("model_kind", PCA.isPCAFile(path) ? "pca" : model.spec.kind.rawValue)
                     try file.setAttribute("source", split.data.source)
                     if model.spec.kind == .vae {
-                        var mean = [Float](repeating: 0, count: n * z), logvar = mean
-                        for r in 0..<n {
-                            for j in 0..<z { mean[r * z + j] = codes[r * width + j]; logvar[r * z + j] = codes[r * width + z + j] }
-                        }
+                        let (mean, logvar) = model.splitCodes(codes, rows: n)
                         try file.write(mean, shape: [n, z], to: "/mean")
                         try file.write(logvar, shape: [n, z], to: "/logvar")
                     } else {

@@ -54,8 +54,8 @@ final class BackwardReportTests: XCTestCase {
                 // One pause after each input-gradient product: every layer but the last.
                 XCTAssertEqual(pauses, f.model.layers.count - 1, name)
                 // The last layer really was cut (blocks of 6 rows).
-                let last = spec.encoder.first ?? (spec.kind == .vae ? 2 * spec.latent : spec.latent)
-                let expectedBlocks = Set((0...blocks).map { Autoencoder.weightBlockBoundary($0, of: blocks, rows: last) }).count - 1
+                let last = f.model.layers[0].output.count
+                let expectedBlocks = Set((0...blocks).map { Dense.weightBlockBoundary($0, of: blocks, rows: last) }).count - 1
                 XCTAssertEqual(reported.count, f.model.layers.count - 1 + expectedBlocks, name)
                 if blocks > 1 { XCTAssertGreaterThan(expectedBlocks, 1, name) }
             }
@@ -65,13 +65,13 @@ final class BackwardReportTests: XCTestCase {
     func testBlockBoundariesAreOrderedMultiplesOfTheTileHeight() {
         for rows in [1, 7, 8, 17, 40, 512] {
             for blocks in 1...9 {
-                let bounds = (0...blocks).map { Autoencoder.weightBlockBoundary($0, of: blocks, rows: rows) }
+                let bounds = (0...blocks).map { Dense.weightBlockBoundary($0, of: blocks, rows: rows) }
                 XCTAssertEqual(bounds.first, 0)
                 XCTAssertEqual(bounds.last, rows)
                 XCTAssertEqual(bounds, bounds.sorted())
                 for b in bounds { XCTAssert(b % productRowTile == 0 || b == rows, "rows \(rows) blocks \(blocks): \(bounds)") }
             }
         }
-        XCTAssertEqual((0...4).map { Autoencoder.weightBlockBoundary($0, of: 4, rows: 512) }, [0, 132, 258, 384, 512])
+        XCTAssertEqual((0...4).map { Dense.weightBlockBoundary($0, of: 4, rows: 512) }, [0, 132, 258, 384, 512])
     }
 }

@@ -16,31 +16,34 @@ final class LayoutTests: XCTestCase {
             XCTAssertEqual(offset, model.parameterCount)
             var expected = 0
             var width = spec.inputs
-            for h in spec.encoder { expected += width * h + h; width = h }
+            let hidden = spec.encoder.map { entry -> Int in if case .dense(let n) = entry { return n }; return -1 }
+            for h in hidden { expected += width * h + h; width = h }
             expected += (spec.kind == .vae ? 2 : 1) * (width * spec.latent + spec.latent)
             width = spec.latent
-            for h in spec.decoderWidths { expected += width * h + h; width = h }
+            for h in hidden.reversed() { expected += width * h + h; width = h }
             expected += width * spec.inputs + spec.inputs
             XCTAssertEqual(model.parameterCount, expected)
+            XCTAssertEqual(Autoencoder.parameterCount(of: spec), expected)
             // Layers point at their tensors.
             let byName = Dictionary(uniqueKeysWithValues: model.tensors.map { ($0.name, $0) })
-            for (i, layer) in model.encoder.enumerated() {
+            let layers = model.layers.map { $0 as! Dense }, code = layers[model.codeIndex]
+            for (i, layer) in layers[..<model.codeIndex].enumerated() {
                 XCTAssertEqual(byName["encoder.\(i).weight"]!.offset, layer.weight)
                 XCTAssertEqual(byName["encoder.\(i).weight"]!.shape, [layer.outputs, layer.inputs])
                 XCTAssertEqual(byName["encoder.\(i).bias"]!.offset, layer.bias)
             }
             if spec.kind == .vae {
-                XCTAssertEqual(byName["encoder.mu.weight"]!.offset, model.code.weight)
-                XCTAssertEqual(byName["encoder.logvar.weight"]!.offset, model.code.weight + spec.latent * model.code.inputs)
-                XCTAssertEqual(byName["encoder.mu.bias"]!.offset, model.code.bias)
-                XCTAssertEqual(byName["encoder.logvar.bias"]!.offset, model.code.bias + spec.latent)
-                XCTAssertEqual(model.code.outputs, 2 * spec.latent)
+                XCTAssertEqual(byName["encoder.mu.weight"]!.offset, code.weight)
+                XCTAssertEqual(byName["encoder.logvar.weight"]!.offset, code.weight + spec.latent * code.inputs)
+                XCTAssertEqual(byName["encoder.mu.bias"]!.offset, code.bias)
+                XCTAssertEqual(byName["encoder.logvar.bias"]!.offset, code.bias + spec.latent)
+                XCTAssertEqual(code.outputs, 2 * spec.latent)
             } else {
-                XCTAssertEqual(byName["encoder.code.weight"]!.offset, model.code.weight)
+                XCTAssertEqual(byName["encoder.code.weight"]!.offset, code.weight)
             }
-            XCTAssertEqual(model.decoder.last!.outputs, spec.inputs)
-            XCTAssertEqual(model.decoder.last!.activation, .linear)
-            XCTAssertEqual(model.code.activation, .linear)
+            XCTAssertEqual(layers.last!.outputs, spec.inputs)
+            XCTAssertEqual(layers.last!.activation, .linear)
+            XCTAssertEqual(code.activation, .linear)
         }
         XCTAssertEqual(Autoencoder(spec: makeSpec(.vae, inputs: 784, encoder: [512, 256], latent: 20, activation: .relu)).summary,
                        "vae 784-512-256-(20)-256-512-784, relu, bernoulli")
@@ -53,7 +56,7 @@ final class LayoutTests: XCTestCase {
         model.initialise(a, seed: 7); model.initialise(b, seed: 7); model.initialise(c, seed: 8)
         XCTAssertEqual(a.array, b.array)
         XCTAssertNotEqual(a.array, c.array)
-        for layer in model.layers {
+        for layer in model.layers.map({ $0 as! Dense }) {
             let bound = 1 / Float(layer.inputs).squareRoot()
             var values: [Float] = []
             for i in 0..<(layer.inputs * layer.outputs) { values.append(a.pointer[layer.weight + i]) }
@@ -68,7 +71,7 @@ final class LayoutTests: XCTestCase {
         let same = Autoencoder(spec: makeSpec(.ae, inputs: 6, encoder: [6], latent: 6))
         let p = FloatBuffer(count: same.parameterCount)
         same.initialise(p, seed: 1)
-        let l0 = same.layers[0], l1 = same.layers[1]
+        let l0 = same.layers[0] as! Dense, l1 = same.layers[1] as! Dense
         XCTAssertNotEqual(Array(UnsafeBufferPointer(start: p.pointer + l0.weight, count: 36)),
                           Array(UnsafeBufferPointer(start: p.pointer + l1.weight, count: 36)))
     }

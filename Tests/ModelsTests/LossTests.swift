@@ -166,8 +166,8 @@ final class LossTests: XCTestCase {
             let key = RandomKey(seed: 17, stream: .latentNoise, 40 + UInt64(r))
             var l1 = 0.0
             for j in 0..<3 {
-                XCTAssertEqual(ws.codeOutput.pointer[r * 6 + j], mu[j])
-                XCTAssertEqual(ws.codeOutput.pointer[r * 6 + 3 + j], logvar[j])
+                XCTAssertEqual(ws.codes[r * 6 + j], mu[j])
+                XCTAssertEqual(ws.codes[r * 6 + 3 + j], logvar[j])
                 let z = Double(mu[j]) + exp(0.5 * Double(logvar[j])) * Double(key.normal(UInt64(j)))
                 XCTAssertEqual(Double(ws.latent[r * 3 + j]), z, accuracy: 1e-6 * (1 + abs(z)))
                 l1 += abs(z)
@@ -207,7 +207,7 @@ final class LossTests: XCTestCase {
         for r in 0..<3 {
             XCTAssertEqual(f.ws.kl.pointer[r], 0)
             var l1: Float = 0
-            for j in 0..<3 { l1 += abs(f.ws.codeOutput.pointer[r * 3 + j]) }
+            for j in 0..<3 { l1 += abs(f.ws.codes[r * 3 + j]) }
             XCTAssertEqual(f.ws.sparsity.pointer[r], 0.125 * l1, accuracy: 1e-6)
         }
     }

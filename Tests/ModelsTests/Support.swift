@@ -5,7 +5,7 @@ import XCTest
 import Kernels
 @testable import Models
 
-func makeSpec(_ kind: ModelKind = .ae, inputs: Int = 7, encoder: [Int] = [6, 5], latent: Int = 3,
+func makeSpec(_ kind: ModelKind = .ae, inputs: Int = 7, encoder: [LayerSpec] = [6, 5], latent: Int = 3,
               activation: Activation = .tanh, output: OutputDistribution = .bernoulli,
               noise: NoiseKind = .none, noiseLevel: Float = 0, l1: Float = 0, klWeight: Float = 1) -> ModelSpec {
     var s = ModelSpec()
@@ -81,9 +81,8 @@ final class Fixture {
     /// (read from the outputs) and, with an L1 penalty, the sign of each latent value.
     func kinkPattern() -> [Int8] {
         var pattern: [Int8] = []
-        let hidden = Array(zip(model.encoder, ws.encoderOutputs)) + Array(zip(model.decoder.dropLast(), ws.decoderOutputs))
-        for (layer, buffer) in hidden where layer.activation == .relu || layer.activation == .leakyRelu {
-            for i in 0..<(rows * layer.outputs) { pattern.append(buffer.pointer[i] > 0 ? 1 : 0) }
+        for (layer, buffer) in zip(model.layers, ws.activations) where layer.activation == .relu || layer.activation == .leakyRelu {
+            for i in 0..<(rows * layer.output.count) { pattern.append(buffer.pointer[i] > 0 ? 1 : 0) }
         }
         if model.spec.l1 != 0 {
             let z = ws.latent

@@ -88,7 +88,7 @@ final class RunConfigTests: XCTestCase {
             ("train.optimizer=lbfgs", "key 'train.optimizer': expected one of adam | sgd"),
             ("model.denoise.noise=pink", "key 'model.denoise.noise': expected one of none | gaussian | masking | salt_pepper"),
             ("train.lr=-1", "key 'train.lr': expected a number > 0.0"),
-            ("model.encoder=12", "key 'model.encoder': expected a list of integers"),
+            ("model.encoder=12", "key 'model.encoder': expected a list of layers"),
             ("model.latent=2.5", "key 'model.latent': expected an integer"),
             ("train.micro_batch=5", "key 'train.micro_batch': expected auto or a divisor of train.batch_size (128)"),
             ("train.exact_reduction=maybe", "key 'train.exact_reduction': expected true or false, got 'maybe'"),
