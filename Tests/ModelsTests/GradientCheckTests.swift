@@ -193,4 +193,37 @@ final class GradientCheckTests: XCTestCase {
         XCTAssertGreaterThan(changed, 3)
         XCTAssertLessThan(changed, 25)
     }
+
+    // MARK: convolutions (Conv2D in the encoder, its ConvTranspose2D mirror in the decoder)
+
+    /// An image model of `shape` [H, W, C] with the given encoder.
+    func imageSpec(_ kind: ModelKind, shape: [Int], encoder: [LayerSpec], activation: Activation = .tanh,
+                   output: OutputDistribution = .gaussian, noise: NoiseKind = .none, noiseLevel: Float = 0,
+                   l1: Float = 0) -> ModelSpec {
+        var s = makeSpec(kind, inputs: shape.reduce(1, *), encoder: encoder, latent: 3, activation: activation,
+                         output: output, noise: noise, noiseLevel: noiseLevel, l1: l1)
+        s.imageShape = shape
+        return s
+    }
+
+    func testConvolutionsStride1Padding1SeveralChannels() {
+        assertGradient(imageSpec(.ae, shape: [5, 4, 2], encoder: [.conv(channels: 3, kernel: 3, stride: 1, padding: 1)]))
+    }
+    func testConvolutionsStride2Padding0OddSizes() {
+        // 8x6 -> 3x2: the transposed convolution leaves a row and a column that only the bias reaches.
+        assertGradient(imageSpec(.ae, shape: [8, 6, 1], encoder: [.conv(channels: 2, kernel: 3, stride: 2, padding: 0)]))
+    }
+    func testTwoConvolutionsThenDenseStride2Padding1() {
+        assertGradient(imageSpec(.ae, shape: [7, 6, 2], encoder: [.conv(channels: 3, kernel: 3, stride: 2, padding: 1),
+                                                                   .conv(channels: 2, kernel: 2, stride: 1, padding: 0), 5],
+                                 output: .bernoulli))
+    }
+    func testConvolutionalVAEWithDenoisingAndL1() {
+        assertGradient(imageSpec(.vae, shape: [6, 6, 1], encoder: [.conv(channels: 2, kernel: 4, stride: 2, padding: 1), 4],
+                                 output: .bernoulli, noise: .gaussian, noiseLevel: 0.2, l1: 0.05))
+    }
+    func testConvolutionsWithRelu() {
+        assertGradient(imageSpec(.ae, shape: [6, 5, 3], encoder: [.conv(channels: 4, kernel: 2, stride: 2, padding: 1)],
+                                 activation: .relu), h: 2e-2, minimumChecked: 0.7)
+    }
 }
