@@ -19,6 +19,13 @@ struct PatchGeometry: Sendable {
     }
 
     var positions: Int { grid.height * grid.width }
+
+    /// The kernel tensor's attributes in a checkpoint (see `TensorView.geometry`).
+    func attributes(input: FeatureShape, output: FeatureShape) -> [(name: String, values: [Int])] {
+        [("stride", [stride]), ("padding", [padding]),
+         ("input_shape", [input.height, input.width, input.channels]),
+         ("output_shape", [output.height, output.width, output.channels])]
+    }
     /// Values of one patch: channels × kernel × kernel, in the kernel tensors' order (c, ky, kx).
     var patch: Int { image.channels * kernel * kernel }
 
@@ -107,7 +114,8 @@ struct Conv2D: PatchLayer {
         output = FeatureShape(height: geometry.grid.height, width: geometry.grid.width, channels: channels)
         self.activation = activation
         weight = offset; bias = offset + channels * geometry.patch
-        tensors = [TensorView(name: "\(name).weight", offset: weight, shape: [channels, input.channels, kernel, kernel]),
+        tensors = [TensorView(name: "\(name).weight", offset: weight, shape: [channels, input.channels, kernel, kernel],
+                              layer: "conv2d", geometry: geometry.attributes(input: input, output: output)),
                    TensorView(name: "\(name).bias", offset: bias, shape: [channels])]
     }
 
@@ -160,7 +168,8 @@ struct ConvTranspose2D: PatchLayer {
         guard geometry.grid == (input.height, input.width) else { return nil }
         self.input = input; self.output = output; self.activation = activation
         weight = offset; bias = offset + input.channels * geometry.patch
-        tensors = [TensorView(name: "\(name).weight", offset: weight, shape: [input.channels, output.channels, kernel, kernel]),
+        tensors = [TensorView(name: "\(name).weight", offset: weight, shape: [input.channels, output.channels, kernel, kernel],
+                              layer: "conv_transpose2d", geometry: geometry.attributes(input: input, output: output)),
                    TensorView(name: "\(name).bias", offset: bias, shape: [output.channels])]
     }
 

@@ -7,7 +7,21 @@ public struct TensorView: Equatable, Sendable {
     public let name: String
     public let offset: Int
     public let shape: [Int]
+    /// What a reader needs beyond the shape to run the layer, stored as the tensor's attributes:
+    /// a convolution's kernel has `layer` ("conv2d" or "conv_transpose2d") and the integer lists
+    /// `stride`, `padding`, `input_shape` and `output_shape` ([height, width, channels]).
+    public let layer: String?
+    public let geometry: [(name: String, values: [Int])]
     public var count: Int { shape.reduce(1, *) }
+
+    public init(name: String, offset: Int, shape: [Int], layer: String? = nil, geometry: [(name: String, values: [Int])] = []) {
+        self.name = name; self.offset = offset; self.shape = shape; self.layer = layer; self.geometry = geometry
+    }
+
+    public static func == (a: TensorView, b: TensorView) -> Bool {
+        a.name == b.name && a.offset == b.offset && a.shape == b.shape && a.layer == b.layer
+            && a.geometry.map(\.name) == b.geometry.map(\.name) && a.geometry.map(\.values) == b.geometry.map(\.values)
+    }
 }
 
 /// A float buffer owned by the model (parameters, gradients, optimizer moments).

@@ -83,6 +83,8 @@ public struct Checkpoint {
             try file.createGroup("/model")
             for t in model.tensors {
                 try file.write(UnsafeBufferPointer(parameters[t]), shape: t.shape, to: "/model/\(t.name)")
+                if let layer = t.layer { try file.setAttribute("layer", layer, at: "/model/\(t.name)") }
+                for (name, values) in t.geometry { try file.setAttribute(name, values.map { Int64($0) }, at: "/model/\(t.name)") }
             }
             try normalization?.write(to: file)
             try file.createGroup("/optimizer")

@@ -13,11 +13,15 @@ final class InteroperabilityTests: XCTestCase {
             // cluster/test.sh installs h5py; CI runs it, so this only skips ad-hoc `swift test` runs.
             throw XCTSkip("h5py is not installed (cluster/test.sh installs it)")
         }
-        // The last model normalizes its inputs: the reader applies /normalization too.
-        for (kind, extra) in [("ae", []), ("vae", []), ("vae", ["--set", "data.normalize=standard", "--set", "model.output=gaussian"])] {
+        // The third model normalizes its inputs: the reader applies /normalization too. The last two
+        // are convolutional (the digits' 8x8 image shape): the reader runs their kernels in numpy.
+        let dense = ["--set", "model.encoder=[24,12]"]
+        let conv = ["--set", "model.encoder=[{conv: 4, kernel: 3, stride: 2, padding: 1}, {conv: 6, kernel: 2, stride: 1, padding: 0}, 12]"]
+        for (kind, extra) in [("ae", dense), ("vae", dense), ("vae", dense + ["--set", "data.normalize=standard", "--set", "model.output=gaussian"]),
+                              ("ae", conv), ("vae", conv)] {
             let dir = Launcher.temporaryDirectory("interop-\(kind)")
             defer { try? FileManager.default.removeItem(at: dir) }
-            let trained = try Launcher.run(smallRun + extra + ["--set", "model.kind=\(kind)", "--set", "model.encoder=[24,12]",
+            let trained = try Launcher.run(smallRun + extra + ["--set", "model.kind=\(kind)",
                                                        "--set", "model.activation=tanh", "--set", "train.max_steps=30",
                                                        "--run-dir", dir.path])
             XCTAssertEqual(trained.status, 0, trained.stderr)
