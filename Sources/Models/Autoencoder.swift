@@ -1,6 +1,6 @@
 // The stacked autoencoder and the VAE as a pipeline of layers: the encoder's layers, the code layer
-// (AE: the code; VAE: means and log-variances in one product), the decoder's layers mirroring the
-// encoder, the loss. Only this type knows where each layer's parameters live in the flat buffer.
+// (AE: the code; VAE: means and log-variances in one product), the decoder's layers (the encoder
+// mirrored, or as the configuration lists them), the loss. Only this type knows where each layer's parameters live in the flat buffer.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -63,6 +63,8 @@ public final class Autoencoder: @unchecked Sendable {
             switch entry {
             case .dense(let n):
                 add(Dense("encoder.\(i)", input: from, output: .flat(n), activation: spec.activation, offset: offset))
+            case .convTranspose:
+                return .failure(Problem(text: "key 'model.encoder': entry \(i + 1) is a transposed convolution; those belong in model.decoder"))
             case .conv(let channels, let kernel, let stride, let padding):
                 guard spec.imageShape != nil else {
                     return .failure(Problem(text: "key 'model.encoder': entry \(i + 1) is a convolution, but the data has no image shape (an N-D dataset, data.image_shape or the file's image_shape attribute)"))
@@ -91,6 +93,23 @@ public final class Autoencoder: @unchecked Sendable {
         } else {
             add(Dense("encoder.code", input: top, output: .flat(z), activation: spec.sparsityTarget > 0 ? .sigmoid : .linear, offset: offset))
         }
+        if let decoder = spec.decoder {
+            switch decoderShapes(decoder, spec, data: input) {
+            case .failure(let problem): return .failure(problem)
+            case .success(let shapes):
+                for (i, entry) in decoder.enumerated() {
+                    let last = i == decoder.count - 1, name = last ? "decoder.out" : "decoder.\(i)"
+                    let activation = last ? Activation.linear : spec.activation
+                    if case .convTranspose(_, let kernel, let stride, let padding) = entry {
+                        add(ConvTranspose2D(name, input: shapes[i], output: shapes[i + 1], kernel: kernel, stride: stride,
+                                            padding: padding, activation: activation, offset: offset)!)
+                    } else {
+                        add(Dense(name, input: shapes[i], output: shapes[i + 1], activation: activation, offset: offset))
+                    }
+                }
+            }
+            return .success((layers, code))
+        }
         // The decoder: the latent to the encoder's last shape, then each encoder layer mirrored
         // (dense by dense, a convolution by its transposed convolution), ending on the data's shape.
         let n = spec.encoder.count
@@ -104,12 +123,63 @@ public final class Autoencoder: @unchecked Sendable {
             case .conv(_, let kernel, let stride, let padding):
                 guard let layer = ConvTranspose2D(name, input: shapes[i + 1], output: shapes[i], kernel: kernel, stride: stride,
                                                   padding: padding, activation: activation(i), offset: offset) else {
-                    return .failure(Problem(text: "key 'model.encoder': entry \(i + 1) cannot be mirrored"))
+                    return .failure(Problem(text: "key 'model.encoder': entry \(i + 1) cannot be mirrored by a transposed convolution that gives back its \(shapes[i]) input; list the decoder's layers in model.decoder"))
                 }
                 add(layer)
+            case .convTranspose: preconditionFailure("the encoder has no transposed convolutions")
             }
         }
         return .success((layers, code))
+    }
+
+    /// The shapes between an explicit decoder's layers, worked out from the data back: a transposed
+    /// convolution's input grid is the one its kernel gives on its output, its input channels those
+    /// of the layer before (a dense layer's width divided by the grid). `shapes[0]` is the latent.
+    private static func decoderShapes(_ decoder: [LayerSpec], _ spec: ModelSpec, data: FeatureShape)
+        -> Result<[FeatureShape], Problem> {
+        func problem(_ text: String) -> Result<[FeatureShape], Problem> { .failure(Problem(text: "key 'model.decoder': " + text)) }
+        guard !decoder.isEmpty else { return problem("at least one layer, the last giving the data's \(data.count) features") }
+        var shapes = [FeatureShape](repeating: .flat(spec.latent), count: decoder.count + 1)
+        shapes[decoder.count] = data
+        for i in stride(from: decoder.count - 1, through: 0, by: -1) {
+            let out = shapes[i + 1], entry = "entry \(i + 1)"
+            switch decoder[i] {
+            case .conv:
+                return problem("\(entry) is a convolution; the decoder has widths and {conv_transpose: C, kernel: K, stride: S, padding: P} entries")
+            case .dense(let n):
+                guard n == out.count else {
+                    return problem(i == decoder.count - 1
+                        ? "the last entry gives the data: expected width \(out.count), got \(n)"
+                        : "\(entry) (width \(n)) feeds a transposed convolution whose \(out) input holds \(out.count) values")
+                }
+                if i > 0, !decoder[i - 1].isDense {
+                    return problem("\(entry) is a dense layer after a transposed convolution; transposed convolutions come last")
+                }
+                if i > 0, case .dense(let m) = decoder[i - 1] { shapes[i] = .flat(m) }
+            case .convTranspose(let channels, let kernel, let stride, let padding):
+                guard spec.imageShape != nil else {
+                    return problem("\(entry) is a transposed convolution, but the data has no image shape (an N-D dataset, data.image_shape or the file's image_shape attribute)")
+                }
+                guard channels == out.channels else {
+                    return problem("\(entry) gives \(channels) channels, but \(i == decoder.count - 1 ? "the data has" : "the next transposed convolution takes") \(out.channels)")
+                }
+                guard out.height + 2 * padding >= kernel, out.width + 2 * padding >= kernel else {
+                    return problem("\(entry) (kernel \(kernel), padding \(padding)) does not fit its \(out) output")
+                }
+                guard i > 0 else { return problem("entry 1 is a transposed convolution; the decoder starts with a dense layer from the latent") }
+                let grid = PatchGeometry(image: out, kernel: kernel, stride: stride, padding: padding).grid
+                switch decoder[i - 1] {
+                case .convTranspose(let c, _, _, _): shapes[i] = FeatureShape(height: grid.height, width: grid.width, channels: c)
+                case .dense(let n):
+                    guard n % (grid.height * grid.width) == 0 else {
+                        return problem("entry \(i) (width \(n)) must be a multiple of the \(grid.height)x\(grid.width) grid that \(entry) takes")
+                    }
+                    shapes[i] = FeatureShape(height: grid.height, width: grid.width, channels: n / (grid.height * grid.width))
+                case .conv: return problem("entry \(i) is a convolution; the decoder has widths and {conv_transpose: ...} entries")
+                }
+            }
+        }
+        return .success(shapes)
     }
 
     /// Values per row the encoder gives: the code (AE), or the means then the log-variances (VAE).

@@ -10,11 +10,13 @@ public enum OutputDistribution: String, CaseIterable, Sendable { case bernoulli,
 
 public enum NoiseKind: String, CaseIterable, Sendable { case none, gaussian, masking, saltPepper = "salt_pepper" }
 
-/// One hidden layer of the encoder as a configuration gives it: a dense layer of `width` units, or
-/// a 2-D convolution with `channels` filters (needs an image shape). The decoder mirrors the encoder.
+/// One layer as a configuration gives it: a dense layer of `width` units, a 2-D convolution with
+/// `channels` filters (encoder only), or a transposed convolution to `channels` channels (decoder
+/// only); the convolutions need an image shape.
 public enum LayerSpec: Equatable, Sendable, ExpressibleByIntegerLiteral, CustomStringConvertible {
     case dense(Int)
     case conv(channels: Int, kernel: Int, stride: Int, padding: Int)
+    case convTranspose(channels: Int, kernel: Int, stride: Int, padding: Int)
 
     public init(integerLiteral width: Int) { self = .dense(width) }
 
@@ -23,8 +25,11 @@ public enum LayerSpec: Equatable, Sendable, ExpressibleByIntegerLiteral, CustomS
         switch self {
         case .dense(let n): return "\(n)"
         case .conv(let c, let k, let s, let p): return "conv\(c)k\(k)s\(s)p\(p)"
+        case .convTranspose(let c, let k, let s, let p): return "convT\(c)k\(k)s\(s)p\(p)"
         }
     }
+
+    var isDense: Bool { if case .dense = self { return true } else { return false } }
 }
 
 public struct ModelSpec: Equatable, Sendable {
@@ -34,6 +39,9 @@ public struct ModelSpec: Equatable, Sendable {
     /// The data's image shape [height, width] or [height, width, channels], for convolutions.
     public var imageShape: [Int]? = nil
     public var encoder: [LayerSpec] = [512, 256]
+    /// The decoder's layers from the latent to the data (the last one gives the data's shape), or
+    /// nil: the encoder mirrored.
+    public var decoder: [LayerSpec]? = nil
     public var latent: Int = 20
     public var activation: Activation = .relu
     public var output: OutputDistribution = .bernoulli
@@ -49,5 +57,5 @@ public struct ModelSpec: Equatable, Sendable {
     public init() {}
 
     /// Whether any layer is a convolution (the model then needs `imageShape`).
-    public var hasConvolutions: Bool { encoder.contains { if case .conv = $0 { return true } else { return false } } }
+    public var hasConvolutions: Bool { (encoder + (decoder ?? [])).contains { !$0.isDense } }
 }

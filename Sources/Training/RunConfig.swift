@@ -90,6 +90,7 @@ public struct RunConfig: Equatable, Sendable {
     model:
       kind: vae
       encoder: [512, 256]
+      decoder: mirror
       latent: 20
       activation: relu
       output: bernoulli
@@ -179,6 +180,7 @@ public struct RunConfig: Equatable, Sendable {
     private mutating func read(_ r: ValueReader, file: String?) throws {
         model.kind = try r.choice("model.kind", ModelKind.self)
         model.encoder = try r.layerList("model.encoder")
+        model.decoder = try r.isMirror("model.decoder") ? nil : r.layerList("model.decoder")
         model.latent = try r.int("model.latent", minimum: 1)
         model.activation = try r.choice("model.activation", Activation.self)
         model.output = try r.choice("model.output", OutputDistribution.self)
@@ -263,6 +265,7 @@ public struct RunConfig: Equatable, Sendable {
         model:
           kind: \(model.kind.rawValue)
           encoder: [\(model.encoder.map(\.yaml).joined(separator: ", "))]
+          decoder: \(model.decoder.map { "[" + $0.map(\.yaml).joined(separator: ", ") + "]" } ?? "mirror")
           latent: \(model.latent)
           activation: \(model.activation.rawValue)
           output: \(model.output.rawValue)
@@ -490,10 +493,18 @@ struct ValueReader {
         throw error(key, "a list of integers ≥ \(minimum), like [512, 256] ([] for none)")
     }
 
-    /// Encoder layers: a width (dense), or `{conv: C, kernel: K, stride: S, padding: P}` (stride 1
-    /// and padding 0 by default).
+    /// `model.decoder: mirror`.
+    func isMirror(_ key: String) -> Bool {
+        if let n = values[key], case .scalar(let s) = n, s.string == "mirror" { return true }
+        return false
+    }
+
+    /// Layers: a width (dense), or (encoder) `{conv: C, kernel: K, stride: S, padding: P}`, or
+    /// (decoder) `{conv_transpose: C, kernel: K, stride: S, padding: P}`; stride 1 and padding 0
+    /// by default.
     func layerList(_ key: String) throws -> [LayerSpec] {
-        let expected = "a list of layers: widths like [512, 256], or convolutions like {conv: 32, kernel: 4, stride: 2, padding: 1} ([] for none)"
+        let decoder = key == "model.decoder", kind = decoder ? "conv_transpose" : "conv"
+        let expected = (decoder ? "mirror, or " : "") + "a list of layers: widths like [512, 256], or \(decoder ? "transposed convolutions" : "convolutions") like {\(kind): 32, kernel: 4, stride: 2, padding: 1}" + (decoder ? "" : " ([] for none)")
         guard let n = values[key], case .sequence(let seq) = n else { throw error(key, expected) }
         return try seq.enumerated().map { index, item in
             if case .scalar = item {
@@ -504,18 +515,20 @@ struct ValueReader {
             var fields: [String: Int] = [:]
             for (k, v) in map {
                 let name = k.string ?? ""
-                guard ["conv", "kernel", "stride", "padding"].contains(name) else {
-                    throw error(key, "in entry \(index + 1) only the fields conv, kernel, stride, padding (got '\(name)'); " + expected)
+                guard [kind, "kernel", "stride", "padding"].contains(name) else {
+                    throw error(key, "in entry \(index + 1) only the fields \(kind), kernel, stride, padding (got '\(name)'); " + expected)
                 }
                 guard let i = v.int, i >= (name == "padding" ? 0 : 1) else {
                     throw error(key, "an integer \(name == "padding" ? "≥ 0" : "≥ 1") for '\(name)' in entry \(index + 1)")
                 }
                 fields[name] = i
             }
-            guard let channels = fields["conv"], let kernel = fields["kernel"] else {
-                throw error(key, "'conv' (output channels) and 'kernel' in entry \(index + 1), like {conv: 32, kernel: 4, stride: 2, padding: 1}")
+            guard let channels = fields[kind], let kernel = fields["kernel"] else {
+                throw error(key, "'\(kind)' (output channels) and 'kernel' in entry \(index + 1), like {\(kind): 32, kernel: 4, stride: 2, padding: 1}")
             }
-            return .conv(channels: channels, kernel: kernel, stride: fields["stride"] ?? 1, padding: fields["padding"] ?? 0)
+            let (stride, padding) = (fields["stride"] ?? 1, fields["padding"] ?? 0)
+            return decoder ? .convTranspose(channels: channels, kernel: kernel, stride: stride, padding: padding)
+                           : .conv(channels: channels, kernel: kernel, stride: stride, padding: padding)
         }
     }
 
@@ -554,6 +567,7 @@ extension LayerSpec {
         switch self {
         case .dense(let n): return "\(n)"
         case .conv(let c, let k, let s, let p): return "{conv: \(c), kernel: \(k), stride: \(s), padding: \(p)}"
+        case .convTranspose(let c, let k, let s, let p): return "{conv_transpose: \(c), kernel: \(k), stride: \(s), padding: \(p)}"
         }
     }
 }

@@ -11,8 +11,9 @@ final class ConvolutionalModelTests: XCTestCase {
                     "--set", "model.sparsity.l1=0.01"]
 
     /// Trains to `steps` in `dir` (resuming what is there) at np x threads; the summary's checkpoint.
-    func train(_ dir: URL, steps: Int, np: Int, threads: Int, environment: [String: String] = [:]) throws -> (String, LaunchResult) {
-        let r = try Launcher.run(smallRun + settings + ["--set", "train.max_steps=\(steps)", "--run-dir", dir.path, "--threads", "\(threads)"],
+    func train(_ dir: URL, steps: Int, np: Int, threads: Int, environment: [String: String] = [:],
+               extra: [String] = []) throws -> (String, LaunchResult) {
+        let r = try Launcher.run(smallRun + settings + extra + ["--set", "train.max_steps=\(steps)", "--run-dir", dir.path, "--threads", "\(threads)"],
                                  mpi: Launcher.mpirun(np), timeout: 240, environment: environment)
         XCTAssertEqual(r.status, 0, r.stderr)
         return (try XCTUnwrap(r.summary?["checkpoint"] as? String, r.stdout), r)
@@ -61,6 +62,34 @@ final class ConvolutionalModelTests: XCTestCase {
             let size = (try? FileManager.default.attributesOfItem(atPath: out(picture))[.size] as? Int) ?? 0
             XCTAssertGreaterThan(size ?? 0, 100, picture)
         }
+    }
+
+    /// model.decoder: the mirror written out trains to the mirror's bits; another decoder (one
+    /// transposed convolution from a dense 4x4x8 image) trains, resumes and samples at its shapes.
+    func testAnExplicitDecoder() throws {
+        let root = Launcher.temporaryDirectory("conv-decoder")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let (mirror, _) = try train(root.appendingPathComponent("mirror"), steps: 8, np: 1, threads: 1)
+        let spelled = "model.decoder=[16, 128, {conv_transpose: 6, kernel: 3, stride: 1, padding: 1}, {conv_transpose: 1, kernel: 3, stride: 2, padding: 1}]"
+        let (explicit, _) = try train(root.appendingPathComponent("explicit"), steps: 8, np: 1, threads: 1,
+                                      extra: ["--set", spelled])
+        XCTAssertTrue(bitwiseEqual(try modelTensors(mirror), try modelTensors(explicit)), "the mirror written out trained to other bits")
+        let other = ["--set", "model.decoder=[32, 128, {conv_transpose: 1, kernel: 4, stride: 2, padding: 1}]"]
+        let dir = root.appendingPathComponent("other")
+        let (_, first) = try train(dir, steps: 4, np: 2, threads: 1, extra: other)
+        XCTAssertTrue(first.stdout.contains("vae 8x8x1-4x4x6-4x4x8-16-(4)-32-4x4x8-8x8x1"), first.stdout)
+        let (checkpoint, second) = try train(dir, steps: 8, np: 2, threads: 1, extra: other)
+        XCTAssertTrue(second.stdout.contains("resuming from"), second.stdout)
+        XCTAssertEqual(try modelTensors(checkpoint)["decoder.out.weight"]?.count, 8 * 1 * 4 * 4)
+        let samples = root.appendingPathComponent("samples.png").path
+        let r = try Launcher.run(["sample", "--checkpoint", checkpoint, "--count", "4", "--out", samples])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: samples), r.stdout)
+        // A decoder that does not reach the data names the key, on every rank.
+        let bad = try Launcher.run(smallRun + settings + ["--set", "model.decoder=[16, 60]", "--run-dir", root.appendingPathComponent("bad").path],
+                                   mpi: Launcher.mpirun(2))
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("key 'model.decoder': the last entry gives the data: expected width 64, got 60"), bad.stderr)
     }
 
     func testAConvolutionWithoutAnImageShapeIsAClearError() throws {

@@ -226,4 +226,20 @@ final class GradientCheckTests: XCTestCase {
         assertGradient(imageSpec(.ae, shape: [6, 5, 3], encoder: [.conv(channels: 4, kernel: 2, stride: 2, padding: 1)],
                                  activation: .relu), h: 2e-2, minimumChecked: 0.7)
     }
+
+    // Explicit decoders (model.decoder): not the encoder's mirror.
+    func testDenseEncoderTransposedConvolutionDecoder() {
+        var spec = imageSpec(.vae, shape: [6, 5, 2], encoder: [7], output: .bernoulli)
+        // latent 3 -> 18 = 3x3x2 -> convT to 6x5x2 (stride 2, padding 1: the last row gets only the bias).
+        spec.decoder = [.dense(18), .convTranspose(channels: 2, kernel: 3, stride: 2, padding: 1)]
+        assertGradient(spec, h: 2e-2)
+    }
+    func testConvolutionEncoderDenseDecoderAndTwoTransposedConvolutions() {
+        var spec = imageSpec(.ae, shape: [7, 6, 1], encoder: [.conv(channels: 3, kernel: 3, stride: 2, padding: 1)])
+        spec.decoder = [5, 42]   // dense from the latent to the 7x6 pixels
+        assertGradient(spec)
+        spec.decoder = [.dense(12), .convTranspose(channels: 3, kernel: 2, stride: 1, padding: 0),
+                        .convTranspose(channels: 1, kernel: 3, stride: 2, padding: 1)]
+        assertGradient(spec)
+    }
 }

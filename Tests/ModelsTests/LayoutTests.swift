@@ -75,4 +75,55 @@ final class LayoutTests: XCTestCase {
         XCTAssertNotEqual(Array(UnsafeBufferPointer(start: p.pointer + l0.weight, count: 36)),
                           Array(UnsafeBufferPointer(start: p.pointer + l1.weight, count: 36)))
     }
+
+    /// The encoder's mirror written out in `decoder` is the same model: names, offsets, shapes, and
+    /// the same outputs.
+    func testTheMirrorWrittenOutIsTheSameModel() {
+        var dense = makeSpec(.ae, encoder: [6, 4])
+        var conv = makeSpec(.vae, inputs: 64, encoder: [.conv(channels: 3, kernel: 4, stride: 2, padding: 1), 5])
+        conv.imageShape = [8, 8, 1]
+        let mirrors: [(ModelSpec, [LayerSpec])] = [
+            (dense, [4, 6, .dense(dense.inputs)]),
+            (conv, [5, 48, .convTranspose(channels: 1, kernel: 4, stride: 2, padding: 1)]),
+        ]
+        for (spec, decoder) in mirrors {
+            var explicit = spec
+            explicit.decoder = decoder
+            XCTAssertNil(Autoencoder.problem(with: explicit))
+            let a = Autoencoder(spec: spec), b = Autoencoder(spec: explicit)
+            XCTAssertEqual(a.tensors, b.tensors)
+            XCTAssertEqual(a.summary, b.summary)
+            XCTAssertEqual(a.layers.map { String(describing: type(of: $0)) }, b.layers.map { String(describing: type(of: $0)) })
+        }
+        dense.decoder = [7]
+        XCTAssertNotEqual(Autoencoder(spec: dense).tensors.count, Autoencoder(spec: makeSpec(.ae, encoder: [6, 4])).tensors.count)
+    }
+
+    /// Each way an explicit decoder can fail to reach the data names the key and the entry.
+    func testExplicitDecoderProblemsAreNamed() {
+        var spec = makeSpec(.ae, inputs: 64, encoder: [5])
+        spec.imageShape = [8, 8, 1]
+        let cases: [([LayerSpec], String)] = [
+            ([], "at least one layer"),
+            ([10, 63], "the last entry gives the data: expected width 64, got 63"),
+            ([.conv(channels: 1, kernel: 3, stride: 1, padding: 0)], "entry 1 is a convolution"),
+            ([.convTranspose(channels: 1, kernel: 3, stride: 1, padding: 1)], "entry 1 is a transposed convolution; the decoder starts with a dense layer"),
+            ([10, .convTranspose(channels: 1, kernel: 4, stride: 2, padding: 1)], "entry 1 (width 10) must be a multiple of the 4x4 grid that entry 2 takes"),
+            ([16, .convTranspose(channels: 2, kernel: 4, stride: 2, padding: 1)], "entry 2 gives 2 channels, but the data has 1"),
+            ([16, .convTranspose(channels: 1, kernel: 11, stride: 1, padding: 1)], "entry 2 (kernel 11, padding 1) does not fit"),
+            ([32, .convTranspose(channels: 2, kernel: 4, stride: 2, padding: 1), 64], "entry 3 is a dense layer after a transposed convolution"),
+        ]
+        for (decoder, expected) in cases {
+            var s = spec
+            s.decoder = decoder
+            let problem = Autoencoder.problem(with: s) ?? "no problem"
+            XCTAssertTrue(problem.hasPrefix("key 'model.decoder': ") && problem.contains(expected), "\(decoder): \(problem)")
+        }
+        var flat = makeSpec(.ae, inputs: 64, encoder: [5])
+        flat.decoder = [16, .convTranspose(channels: 1, kernel: 4, stride: 2, padding: 1)]
+        XCTAssertTrue(Autoencoder.problem(with: flat)?.contains("no image shape") == true)
+        flat.decoder = nil
+        flat.encoder = [.convTranspose(channels: 1, kernel: 3, stride: 1, padding: 0)]
+        XCTAssertTrue(Autoencoder.problem(with: flat)?.contains("key 'model.encoder': entry 1 is a transposed convolution") == true)
+    }
 }

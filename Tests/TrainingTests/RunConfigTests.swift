@@ -70,6 +70,26 @@ final class RunConfigTests: XCTestCase {
         XCTAssertEqual(c, again)
     }
 
+    func testDecoderIsTheMirrorOrAListOfLayers() throws {
+        XCTAssertNil(try RunConfig.load(file: nil).model.decoder)
+        let c = try RunConfig.load(file: nil, overrides: [
+            "model.encoder=[{conv: 8, kernel: 4, stride: 2, padding: 1}, 32]",
+            "model.decoder=[32, 392, {conv_transpose: 1, kernel: 4, stride: 2, padding: 1}]"])
+        XCTAssertEqual(c.model.decoder, [32, 392, .convTranspose(channels: 1, kernel: 4, stride: 2, padding: 1)])
+        XCTAssertEqual(try RunConfig.parse(yaml: c.yaml, origin: "test"), c)
+        let back = try RunConfig.parse(yaml: try RunConfig.load(file: nil, overrides: ["model.decoder=mirror"]).yaml, origin: "test")
+        XCTAssertNil(back.model.decoder)
+        for (override, expected) in [
+            ("model.decoder=[{conv: 1, kernel: 3}]", "only the fields conv_transpose, kernel, stride, padding (got 'conv')"),
+            ("model.encoder=[{conv_transpose: 1, kernel: 3}]", "only the fields conv, kernel, stride, padding (got 'conv_transpose')"),
+            ("model.decoder=mirrored", "key 'model.decoder': expected mirror, or a list of layers"),
+            ("model.decoder=[{conv_transpose: 1}]", "'conv_transpose' (output channels) and 'kernel' in entry 1"),
+        ] {
+            let message = error { try RunConfig.load(file: nil, overrides: [override]) }
+            XCTAssertTrue(message.contains(expected), "\(override): \(message)")
+        }
+    }
+
     func testUnknownKeyIsNamed() {
         let path = write("model:\n  kind: vae\n  latnet: 3\n")
         let message = error { try RunConfig.load(file: path) }
