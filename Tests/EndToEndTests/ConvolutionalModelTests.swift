@@ -60,7 +60,7 @@ final class ConvolutionalModelTests: XCTestCase {
         }
         for picture in ["map.png", "samples.png", "recon.png", "path.png"] {
             let size = (try? FileManager.default.attributesOfItem(atPath: out(picture))[.size] as? Int) ?? 0
-            XCTAssertGreaterThan(size ?? 0, 100, picture)
+            XCTAssertGreaterThan(size, 100, picture)
         }
     }
 
