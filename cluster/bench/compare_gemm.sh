@@ -2,7 +2,10 @@
 # aedist `bench gemm` next to numpy/OpenBLAS (cluster/bench/gemm_numpy.py) at the MNIST VAE's shapes (batch 128:
 # forward X·Wᵀ, weight gradient doutᵀ·X with the micro-batch tree (chunk 16), input gradient dout·W)
 # and 512/1024 square, on 1 and 2 threads, interleaved shape by shape. JSON lines to OUT, then a table.
-# Usage: bash cluster/bench/compare_gemm.sh [OUT=bench-gemm.jsonl]   Env: AEDIST, PY (python3 with numpy)
+# SET=conv: instead, the products of configs/mnist-conv-vae.yaml's convolutions at batch 128 (patches
+# of conv1 28x28x1 -> 14x14x32 and conv2 14x14x32 -> 7x7x64, k4 s2; the transposed convolutions mirror
+# them; a micro-batch's positions are one chunk of the weight gradient's tree).
+# Usage: bash cluster/bench/compare_gemm.sh [OUT=bench-gemm.jsonl]   Env: AEDIST, PY (python3 with numpy), SET
 set -u
 here=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${1:-bench-gemm.jsonl}
@@ -32,6 +35,19 @@ SHAPES="
 512,512,512,0,0,0 square-512
 1024,1024,1024,0,0,0 square-1024
 "
+CONV_SHAPES="
+25088,32,16,0,1,0 conv1-fwd
+32,16,25088,1,0,3136 conv1-dW
+6272,64,512,0,1,0 conv2-fwd
+64,512,6272,1,0,784 conv2-dW
+6272,512,64,0,0,0 conv2-dX
+6272,512,64,0,0,0 convT1-fwd
+64,512,6272,1,0,784 convT1-dW
+6272,64,512,0,1,0 convT1-dX
+25088,16,32,0,0,0 convT2-fwd
+32,16,25088,1,0,3136 convT2-dW
+"
+[ "${SET:-}" = conv ] && SHAPES=$CONV_SHAPES
 echo "$SHAPES" | while read -r spec name; do
   [ -z "$spec" ] && continue
   IFS=, read -r m n k ta tb ch <<< "$spec"

@@ -5,6 +5,8 @@
 # setting of both once. JSON lines to OUT; then medians and ratios (python3).
 # Usage: bash cluster/bench/compare_step.sh [REPS=5] [OUT=bench-step.jsonl]
 # Env: AEDIST (binary), PY (python with torch), DATA (mnist.h5), STEPS (timed steps, 100),
+#      CONFIG and MODEL (the run and the peer's --model: configs/mnist-vae.yaml and vae by default;
+#      configs/mnist-conv-vae.yaml and convvae for the convolutional VAE),
 #      OVERLAPS (the np = 2 settings with train.overlap_reduction on and off: "on off").
 set -u
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -17,22 +19,24 @@ PEER=${PEER:?set PEER=/path/to/the PyTorch peer script}
 STEPS=${STEPS:-100}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 : > "$OUT"
-A="bench step --config $here/configs/mnist-vae.yaml --set data.path=$DATA --steps $STEPS --warmup 10"
+CONFIG=${CONFIG:-$here/configs/mnist-vae.yaml}
+MODEL=${MODEL:-vae}
+A="bench step --config $CONFIG --set data.path=$DATA --steps $STEPS --warmup 10"
 tag() { python3 -c 'import json,sys; t=sys.argv[1]
 for l in sys.stdin:
     l=l.strip()
     if l.startswith("{"): d=json.loads(l); d["setting"]=t; print(json.dumps(d))' "$1" >> "$OUT"; }
 for rep in $(seq "$REPS"); do
   $AEDIST $A --threads 1 | tag "aedist 1x1"
-  OMP_NUM_THREADS=1 $PY "$PEER" --data "$DATA" --model vae --threads 1 --steps $STEPS --warmup 10 | tail -1 | tag "torch 1x1"
+  OMP_NUM_THREADS=1 $PY "$PEER" --data "$DATA" --model $MODEL --threads 1 --steps $STEPS --warmup 10 | tail -1 | tag "torch 1x1"
   $AEDIST $A --threads 2 | tag "aedist 1x2"
-  OMP_NUM_THREADS=2 $PY "$PEER" --data "$DATA" --model vae --threads 2 --steps $STEPS --warmup 10 | tail -1 | tag "torch 1x2"
+  OMP_NUM_THREADS=2 $PY "$PEER" --data "$DATA" --model $MODEL --threads 2 --steps $STEPS --warmup 10 | tail -1 | tag "torch 1x2"
   for ov in ${OVERLAPS:-on off}; do
     mpirun --bind-to core -np 2 $AEDIST $A --threads 1 --overlap $ov | tag "aedist 2x1 global128 overlap $ov"
     mpirun --bind-to core -np 2 $AEDIST $A --threads 1 --per-rank-batch 128 --overlap $ov | tag "aedist 2x1 per-rank128 overlap $ov"
   done
   if [ "${DDP:-1}" = 1 ]; then
-    OMP_NUM_THREADS=1 $PY "$PEER" --data "$DATA" --model vae --threads 1 --ddp 2 --global-batch --steps $STEPS --warmup 10 --port $((29650+rep)) | tail -1 | tag "torch 2x1 global128"
+    OMP_NUM_THREADS=1 $PY "$PEER" --data "$DATA" --model $MODEL --threads 1 --ddp 2 --global-batch --steps $STEPS --warmup 10 --port $((29650+rep)) | tail -1 | tag "torch 2x1 global128"
   fi
 done
 python3 - "$OUT" <<'PY'
