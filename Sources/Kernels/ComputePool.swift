@@ -171,8 +171,9 @@ private final class WorkerTeam: @unchecked Sendable {
     }
 }
 
-/// One worker's buffers for `matrixProduct`: packed panels of A and B, an edge tile and the stack of
-/// partial tiles of the reduction-chunk tree. Grown (never shrunk) on first use of a larger shape.
+/// One worker's buffers for `matrixProduct`: packed panels of A and B, an edge tile, the stack of
+/// partial tiles of the reduction-chunk tree, and (the first worker's) the leaves of a product run
+/// chunk by chunk. Grown (never shrunk) on first use of a larger shape.
 final class ProductScratch {
     private(set) var packedA = ProductScratch.allocate(0)
     private(set) var packedB = ProductScratch.allocate(0)
@@ -180,6 +181,9 @@ final class ProductScratch {
     private(set) var capacityA = 0
     private(set) var capacityB = 0
     private(set) var capacityStack = 0
+    /// The leaves, tree stack and result of a product run chunk by chunk (`productChunkByChunk`).
+    private(set) var chunkResults = ProductScratch.allocate(0)
+    private(set) var capacityChunkResults = 0
     /// One tile of the widest kind, for edge tiles that are computed in full and copied out in part.
     let edgeTile = ProductScratch.allocate(MicroKernel.mr * MicroKernel.widest)
 
@@ -203,7 +207,17 @@ final class ProductScratch {
         }
     }
 
+    /// Makes room for `count` floats of `chunkResults`.
+    func reserveChunkResults(_ count: Int) {
+        if count > capacityChunkResults {
+            ProductScratch.free(chunkResults)
+            chunkResults = ProductScratch.allocate(count)
+            capacityChunkResults = count
+        }
+    }
+
     deinit {
+        ProductScratch.free(chunkResults)
         ProductScratch.free(packedA)
         ProductScratch.free(packedB)
         ProductScratch.free(tileStack)

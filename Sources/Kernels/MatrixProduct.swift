@@ -36,6 +36,12 @@ public func matrixProduct(m: Int, n: Int, k: Int,
         }
         return
     }
+    if reductionChunk > 0, ProductProblem.runsChunkByChunk(m: m, n: n, k: k, chunk: reductionChunk) {
+        productChunkByChunk(m: m, n: n, k: k, a: Operand(base: a, ld: lda, transposed: transposeA),
+                            b: Operand(base: b, ld: ldb, transposed: transposeB), c: c, ldc: ldc,
+                            accumulate: accumulate, chunk: reductionChunk, pool: pool)
+        return
+    }
     let problem = ProductProblem(m: m, n: n, k: k,
                                  a: Operand(base: a, ld: lda, transposed: transposeA),
                                  b: Operand(base: b, ld: ldb, transposed: transposeB),
@@ -71,6 +77,52 @@ public func matrixProduct(m: Int, n: Int, k: Int,
     }
 }
 
+/// A chunked product with long chunks (a convolution's weight gradient sums over every position of a
+/// micro-batch): the fused kernels would stream panels of the whole k from memory for every tile, so
+/// instead each chunk is a plain product (k-blocked, its panels in cache) into a leaf of its own, the
+/// threads sharing out the chunks, and the leaves are combined by `PairwiseTree.combine`. The same
+/// bits as the fused kernels: either way each chunk is one chain of multiply-adds in k order from 0,
+/// then the one tree.
+private func productChunkByChunk(m: Int, n: Int, k: Int, a: Operand, b: Operand, c: UnsafeMutablePointer<Float>,
+                                 ldc: Int, accumulate: Bool, chunk: Int, pool: ComputePool) {
+    let leaves = k / chunk, length = m * n
+    let count = (leaves + PairwiseTree.scratchCount(leaves: leaves) + 1) * length
+    let acquired = pool.tryAcquire()
+    defer { if acquired { pool.release() } }
+    // A busy pool (a concurrent or nested call): one thread, temporary buffers, the same arithmetic.
+    let workers = acquired ? pool.scratch : [ProductScratch()]
+    let owner = workers[0]
+    owner.reserveChunkResults(count)
+    let results = owner.chunkResults
+    let items = acquired ? min(pool.threads, leaves) : 1
+    func leafProblem(_ q: Int) -> ProductProblem {
+        let aStart = a.transposed ? q * chunk * a.ld : q * chunk
+        let bStart = b.transposed ? q * chunk : q * chunk * b.ld
+        return ProductProblem(m: m, n: n, k: chunk, a: Operand(base: a.base + aStart, ld: a.ld, transposed: a.transposed),
+                              b: Operand(base: b.base + bStart, ld: b.ld, transposed: b.transposed),
+                              c: results + q * length, ldc: n, accumulate: false, chunk: 0, tiles: pool.tiles)
+    }
+    for t in 0..<items { leafProblem(0).reserve(rows: m, cols: n, scratch: workers[t]) }
+    let body = { (t: Int) in
+        var q = t
+        while q < leaves {
+            leafProblem(q).run(rows: 0..<m, cols: 0..<n, scratch: workers[t])
+            q += items
+        }
+    }
+    if acquired { pool.parallelFor(items, body) } else { body(0) }
+    let tree = results + (leaves + PairwiseTree.scratchCount(leaves: leaves)) * length
+    PairwiseTree.combine(leaves: results, count: leaves, length: length, into: tree, scratch: results + leaves * length)
+    for i in 0..<m {
+        let row = c + i * ldc, from = tree + i * n
+        if accumulate {
+            for j in 0..<n { row[j] += from[j] }
+        } else {
+            row.update(from: from, count: n)
+        }
+    }
+}
+
 /// One call's operands and the loop nest over a rectangle of C.
 struct ProductProblem {
     let m: Int, n: Int, k: Int
@@ -88,6 +140,12 @@ struct ProductProblem {
     static let kcMax = 256
     static let mcMax = 72
     static let ncMax = 2048
+    /// Whether a chunked product runs chunk by chunk (`productChunkByChunk`): when its k is too long
+    /// for the fused kernels' whole-k panels to stay in cache and each chunk is long enough to be a
+    /// product of its own, and its leaves take at most 64 MiB.
+    static func runsChunkByChunk(m: Int, n: Int, k: Int, chunk: Int) -> Bool {
+        k > 2 * kcMax && chunk >= 128 && (k / chunk + 1) * m * n <= 1 << 24
+    }
     /// Below this many multiply-adds per extra thread, a product runs on fewer threads.
     static let minWorkPerThread = 1 << 20
 

@@ -217,7 +217,8 @@ final class MatrixProductTests: XCTestCase {
             for (m, n, transposeA, transposeB) in shapes {
                 for chunks in [1, 2, 3, 4, 5, 8] {
                     // 260: a chunk longer than the plain product's k block.
-                    for chunk in [1, 7, 16] + (m * n <= 100 && chunks <= 3 ? [260] : []) {
+                    // 260 and 140 with two or more chunks: k past 512, long chunks, run chunk by chunk.
+                    for chunk in [1, 7, 16] + (m * n <= 100 && chunks <= 3 ? [260] : []) + (chunks >= 4 && chunks <= 5 ? [140] : []) {
                         let k = chunks * chunk
                         let t = ProductCase(m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB,
                                             extra: 4, rng: &rng)
