@@ -18,7 +18,8 @@ struct Conv2D: PatchLayer {
         self.activation = activation
         weight = offset; bias = offset + channels * geometry.patch
         tensors = [TensorView(name: "\(name).weight", offset: weight, shape: [channels, input.channels, kernel, kernel],
-                              layer: "conv2d", geometry: geometry.attributes(input: input, output: output)),
+                              layer: "conv2d", geometry: geometry.attributes(input: input, output: output),
+                              bufferAxes: PatchGeometry.kernelBufferAxes),
                    TensorView(name: "\(name).bias", offset: bias, shape: [channels])]
     }
 

@@ -20,7 +20,8 @@ struct ConvTranspose2D: PatchLayer {
         self.input = input; self.output = output; self.activation = activation
         weight = offset; bias = offset + input.channels * geometry.patch
         tensors = [TensorView(name: "\(name).weight", offset: weight, shape: [input.channels, output.channels, kernel, kernel],
-                              layer: "conv_transpose2d", geometry: geometry.attributes(input: input, output: output)),
+                              layer: "conv_transpose2d", geometry: geometry.attributes(input: input, output: output),
+                              bufferAxes: PatchGeometry.kernelBufferAxes),
                    TensorView(name: "\(name).bias", offset: bias, shape: [output.channels])]
     }
 

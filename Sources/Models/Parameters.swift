@@ -12,15 +12,58 @@ public struct TensorView: Equatable, Sendable {
     /// `stride`, `padding`, `input_shape` and `output_shape` ([height, width, channels]).
     public let layer: String?
     public let geometry: [(name: String, values: [Int])]
+    /// nil when the buffer holds the tensor in `shape`'s row-major order; else the order of its
+    /// axes in the buffer (a convolution's kernel: [0, 2, 3, 1], the patch's channels last). Read
+    /// and write stored values through `withStoredValues(in:_:)` and `setStoredValues(_:in:)`.
+    public let bufferAxes: [Int]?
     public var count: Int { shape.reduce(1, *) }
 
-    public init(name: String, offset: Int, shape: [Int], layer: String? = nil, geometry: [(name: String, values: [Int])] = []) {
+    public init(name: String, offset: Int, shape: [Int], layer: String? = nil, geometry: [(name: String, values: [Int])] = [],
+                bufferAxes: [Int]? = nil) {
+        precondition(bufferAxes.map { $0.sorted() == Array(shape.indices) } ?? true, "bufferAxes must permute the axes of \(shape)")
         self.name = name; self.offset = offset; self.shape = shape; self.layer = layer; self.geometry = geometry
+        self.bufferAxes = bufferAxes
     }
 
     public static func == (a: TensorView, b: TensorView) -> Bool {
-        a.name == b.name && a.offset == b.offset && a.shape == b.shape && a.layer == b.layer
+        a.name == b.name && a.offset == b.offset && a.shape == b.shape && a.layer == b.layer && a.bufferAxes == b.bufferAxes
             && a.geometry.map(\.name) == b.geometry.map(\.name) && a.geometry.map(\.values) == b.geometry.map(\.values)
+    }
+
+    /// Calls `body` with the tensor's values in `shape`'s row-major order (as a checkpoint stores
+    /// them): the buffer itself, or a permuted copy.
+    public func withStoredValues<R>(in buffer: FloatBuffer, _ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        let slice = buffer[self]
+        guard bufferAxes != nil else { return try body(UnsafeBufferPointer(slice)) }
+        var values = [Float](repeating: 0, count: count)
+        forEachIndex { stored, inBuffer in values[stored] = slice[inBuffer] }
+        return try values.withUnsafeBufferPointer(body)
+    }
+
+    /// Sets the tensor from values in `shape`'s row-major order.
+    public func setStoredValues(_ values: [Float], in buffer: FloatBuffer) {
+        precondition(values.count == count, "\(name): \(values.count) values for \(count)")
+        let slice = buffer[self]
+        guard bufferAxes != nil else { _ = slice.update(fromContentsOf: values); return }
+        forEachIndex { stored, inBuffer in slice[inBuffer] = values[stored] }
+    }
+
+    /// body(stored index, buffer index) for every element, in stored order.
+    private func forEachIndex(_ body: (Int, Int) -> Void) {
+        guard let axes = bufferAxes, count > 0 else { return }
+        var strideInBuffer = [Int](repeating: 0, count: shape.count), step = 1
+        for axis in axes.reversed() { strideInBuffer[axis] = step; step *= shape[axis] }
+        var index = [Int](repeating: 0, count: shape.count)
+        for stored in 0..<count {
+            body(stored, zip(index, strideInBuffer).reduce(0) { $0 + $1.0 * $1.1 })
+            var axis = shape.count - 1
+            while axis >= 0 {
+                index[axis] += 1
+                if index[axis] < shape[axis] { break }
+                index[axis] = 0
+                axis -= 1
+            }
+        }
     }
 }
 

@@ -26,28 +26,41 @@ struct PatchGeometry: Sendable {
          ("input_shape", [input.height, input.width, input.channels]),
          ("output_shape", [output.height, output.width, output.channels])]
     }
-    /// Values of one patch: channels × kernel × kernel, in the kernel tensors' order (c, ky, kx).
-    var patch: Int { image.channels * kernel * kernel }
+    /// Values of one patch: kernel × kernel × channels in (ky, kx, c) order, channels last as the
+    /// images are, so that each kernel row of a patch is one contiguous copy. The kernel tensors
+    /// hold this order in the parameter buffer and PyTorch's in a checkpoint (`TensorView.bufferAxes`).
+    var patch: Int { kernel * kernel * image.channels }
+
+    /// The kernel tensor's axes as the buffer holds them: PyTorch's [out, in, kh, kw] (Conv2d) or
+    /// [in, out, kh, kw] (ConvTranspose2d) with the patch's channels moved last.
+    static let kernelBufferAxes = [0, 2, 3, 1]
+
+    /// The kernel columns `kx` in 0..<k whose pixel `x0 + kx` lies inside the image: lo..<hi.
+    @inline(__always)
+    private func inside(_ x0: Int) -> (lo: Int, hi: Int) {
+        let lo = min(kernel, max(0, -x0))
+        return (lo, max(lo, min(kernel, image.width - x0)))
+    }
 
     /// The patches of `rows` images, [rows · positions, patch]; outside the image reads as 0.
     func gather(_ images: UnsafePointer<Float>, rows: Int, into patches: UnsafeMutablePointer<Float>, pool: ComputePool) {
-        let (h, w, c, k, kk) = (image.height, image.width, image.channels, kernel, kernel * kernel)
+        let (h, w, c, k) = (image.height, image.width, image.channels, kernel)
+        let rowLength = k * c
         pool.parallelFor(rows) { r in
             let x = images + r * image.count
             var out = patches + r * positions * patch
             for oy in 0..<grid.height {
                 for ox in 0..<grid.width {
+                    let x0 = ox * stride - padding, (lo, hi) = inside(x0)
                     for ky in 0..<k {
-                        let iy = oy * stride - padding + ky
-                        for kx in 0..<k {
-                            let ix = ox * stride - padding + kx, at = ky * k + kx
-                            if iy < 0 || iy >= h || ix < 0 || ix >= w {
-                                for ch in 0..<c { out[ch * kk + at] = 0 }
-                            } else {
-                                let pixel = x + (iy * w + ix) * c
-                                for ch in 0..<c { out[ch * kk + at] = pixel[ch] }
-                            }
+                        let iy = oy * stride - padding + ky, row = out + ky * rowLength
+                        if iy < 0 || iy >= h {
+                            row.update(repeating: 0, count: rowLength)
+                            continue
                         }
+                        row.update(repeating: 0, count: lo * c)
+                        (row + lo * c).update(from: x + (iy * w + x0 + lo) * c, count: (hi - lo) * c)
+                        (row + hi * c).update(repeating: 0, count: (k - hi) * c)
                     }
                     out += patch
                 }
@@ -56,24 +69,22 @@ struct PatchGeometry: Sendable {
     }
 
     /// The adjoint of `gather`: `images` = Σ of the patches over the pixels they cover (zeroed first).
-    /// Each image sums its patches in one fixed order, whatever the threads.
+    /// Each pixel sums its patches in position order, whatever the threads.
     func scatter(_ patches: UnsafePointer<Float>, rows: Int, into images: UnsafeMutablePointer<Float>, pool: ComputePool) {
-        let (h, w, c, k, kk) = (image.height, image.width, image.channels, kernel, kernel * kernel)
+        let (h, w, c, k) = (image.height, image.width, image.channels, kernel)
+        let rowLength = k * c
         pool.parallelFor(rows) { r in
             let x = images + r * image.count
             x.update(repeating: 0, count: image.count)
             var from = patches + r * positions * patch
             for oy in 0..<grid.height {
                 for ox in 0..<grid.width {
+                    let x0 = ox * stride - padding, (lo, hi) = inside(x0)
                     for ky in 0..<k {
                         let iy = oy * stride - padding + ky
                         if iy < 0 || iy >= h { continue }
-                        for kx in 0..<k {
-                            let ix = ox * stride - padding + kx
-                            if ix < 0 || ix >= w { continue }
-                            let pixel = x + (iy * w + ix) * c, at = ky * k + kx
-                            for ch in 0..<c { pixel[ch] += from[ch * kk + at] }
-                        }
+                        let pixels = x + (iy * w + x0 + lo) * c, values = from + ky * rowLength + lo * c
+                        for i in 0..<((hi - lo) * c) { pixels[i] += values[i] }
                     }
                     from += patch
                 }

@@ -82,7 +82,7 @@ public struct Checkpoint {
             try file.setAttribute("log_window_steps", Int64(record.window.steps))
             try file.createGroup("/model")
             for t in model.tensors {
-                try file.write(UnsafeBufferPointer(parameters[t]), shape: t.shape, to: "/model/\(t.name)")
+                try t.withStoredValues(in: parameters) { try file.write($0, shape: t.shape, to: "/model/\(t.name)") }
                 if let layer = t.layer { try file.setAttribute("layer", layer, at: "/model/\(t.name)") }
                 for (name, values) in t.geometry { try file.setAttribute(name, values.map { Int64($0) }, at: "/model/\(t.name)") }
             }
@@ -93,7 +93,7 @@ public struct Checkpoint {
             for (name, buffer) in optimizer.state {
                 try file.createGroup("/optimizer/\(name)")
                 for t in model.tensors {
-                    try file.write(UnsafeBufferPointer(buffer[t]), shape: t.shape, to: "/optimizer/\(name)/\(t.name)")
+                    try t.withStoredValues(in: buffer) { try file.write($0, shape: t.shape, to: "/optimizer/\(name)/\(t.name)") }
                 }
             }
         }
@@ -145,7 +145,7 @@ public struct Checkpoint {
                 throw ConfigError("checkpoint '\(path)': \(dataset) has shape \(shape) but the model \(model.summary) expects \(t.shape)")
             }
             let values = try file.readFloats(dataset)
-            _ = values.withUnsafeBufferPointer { buffer[t].update(fromContentsOf: $0) }
+            t.setStoredValues(values, in: buffer)
         }
         for t in model.tensors { try read("/model/\(t.name)", t, into: parameters) }
         if let optimizer {

@@ -29,6 +29,20 @@ final class ConvolutionTests: XCTestCase {
         return out
     }
 
+    /// The parameter buffer of `layer` (at offset 0) whose tensors hold `stored`, the tensors back to
+    /// back in checkpoint (PyTorch) order: what the direct loops index.
+    func buffer(_ layer: any Layer, stored: [Float]) -> [Float] {
+        let buffer = FloatBuffer(count: layer.parameters.count)
+        var at = 0
+        for t in layer.tensors {
+            t.setStoredValues(Array(stored[at..<(at + t.count)]), in: buffer)
+            XCTAssertEqual(t.withStoredValues(in: buffer) { Array($0) }, Array(stored[at..<(at + t.count)]), t.name)
+            at += t.count
+        }
+        XCTAssertEqual(at, stored.count)
+        return buffer.array
+    }
+
     func testConvolutionMatchesDirectLoops() {
         for (h, w, cin, cout, k, s, p) in geometries {
             let image = FeatureShape(height: h, width: w, channels: cin), rows = 3
@@ -37,7 +51,7 @@ final class ConvolutionTests: XCTestCase {
             XCTAssertEqual(layer.output, FeatureShape(height: oh, width: ow, channels: cout))
             XCTAssertEqual(layer.tensors.map(\.shape), [[cout, cin, k, k], [cout]])
             let x = random(rows * image.count, seed: 1), params = random(layer.parameters.count, seed: 2)
-            let got = run(layer, input: x, parameters: params, rows: rows, threads: 2)
+            let got = run(layer, input: x, parameters: buffer(layer, stored: params), rows: rows, threads: 2)
             var worst: Float = 0
             for r in 0..<rows { for oy in 0..<oh { for ox in 0..<ow { for co in 0..<cout {
                 var sum = Double(params[layer.bias + co])
@@ -65,7 +79,7 @@ final class ConvolutionTests: XCTestCase {
                                          kernel: k, stride: s, padding: p, activation: .linear, offset: 0))
             let rows = 2
             let x = random(rows * input.count, seed: 3), params = random(layer.parameters.count, seed: 4)
-            let got = run(layer, input: x, parameters: params, rows: rows, threads: 2)
+            let got = run(layer, input: x, parameters: buffer(layer, stored: params), rows: rows, threads: 2)
             var expected = [Double](repeating: 0, count: rows * output.count)
             for r in 0..<rows {
                 for i in 0..<(h * w) { for co in 0..<cout { expected[r * output.count + i * cout + co] = Double(params[layer.bias + co]) } }
