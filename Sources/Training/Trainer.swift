@@ -141,6 +141,7 @@ public final class Trainer {
         let c = config
         let rank = communicator.rank
         try LaunchCheck.verify(c, communicator: communicator)
+        if communicator.size > 1 { watchdog.attach(try RollCall(communicator: communicator)) }
         // Everything that can fail on one rank only happens inside `agreeing`.
         (data, plan) = try agreeing(communicator) {
             let plan = try BatchPlan(config: c, worldSize: communicator.size)

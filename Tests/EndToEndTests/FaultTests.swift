@@ -153,15 +153,33 @@ final class FaultTests: XCTestCase {
         // np = 3, one micro-batch each; a rank stopped with SIGSTOP acts as a hung node.
         let args = smallRun + ["--run-dir", dir.path, "--threads", "1", "--set", "train.batch_size=48", "--set", "train.micro_batch=16",
                                "--set", "train.max_steps=4000", "--set", "train.checkpoint_every=10", "--set", "train.stall_timeout=5"]
-        let stoppedAt = Shared(Date())
+        let stoppedAt = Shared(Date()), stopped = Shared(-1)
         let result = try Launcher.run(args, mpi: Launcher.mpirun(3), timeout: 120) { process in
-            FaultTests.signalOneRank(of: process, SIGSTOP, after: 4, in: dir, sentAt: stoppedAt)
+            FaultTests.signalOneRank(of: process, SIGSTOP, after: 4, in: dir, sentAt: stoppedAt, victim: stopped)
         }
         let seconds = Date().timeIntervalSince(stoppedAt.value)
         XCTAssertFalse(result.timedOut, "the job hung after a rank stopped responding")
         XCTAssertEqual(result.status, 69, result.stderr)
         XCTAssertLessThan(seconds, 25, "the job took \(seconds) s to end after the stop (stall timeout 5 s)")
-        XCTAssertTrue(result.stderr.contains("has made no progress for") && result.stderr.contains("train.stall_timeout: 5.0 s"), result.stderr)
+        // (A stop that catches the ranks waiting for a checkpoint write trips that wait's bound instead.)
+        XCTAssertTrue(result.stderr.contains("has made no progress for")
+                      && (result.stderr.contains("train.stall_timeout: 5.0 s") || result.stderr.contains("checkpoint writes: ")), result.stderr)
+        // The ranks still running ask the others over the roll call and name the stopped one, and only it.
+        XCTAssertNotEqual(stopped.value, -1, "the stopped rank's number was not found")
+        let messages = result.stderr.split(separator: "\n").filter { $0.contains("has made no progress for") }
+        XCTAssertFalse(messages.isEmpty)
+        let ownMessage = "aedist: error: rank \(stopped.value) on host"
+        for m in messages where !m.contains(ownMessage) {
+            // (Open MPI continues the stopped rank while it ends the job, so a rank that asks after the
+            // first has left may get its answer: it then names it from the first one's farewell.)
+            XCTAssertTrue(m.contains("not arrived, as far as this rank can tell: rank \(stopped.value) on host ")
+                          && (m.contains("(no answer:") || m.contains("(did not answer rank ")), String(m))
+            for other in 0..<3 where other != stopped.value { XCTAssertFalse(m.contains("tell: rank \(other)") || m.contains(", rank \(other)"), String(m)) }
+        }
+        // The stopped rank, continued by mpirun as it ends the job, knows that it was the one stopped.
+        for m in messages where m.contains(ownMessage) {
+            XCTAssertTrue(m.contains("this rank itself did not run for"), String(m))
+        }
         XCTAssertNil(result.summary?["status"], "the run claims it finished")
         Self.record("one of 3 ranks stops responding (SIGSTOP)", ["--set train.stall_timeout=5 (SIGSTOP of one rank mid-training, np = 3)"],
                     LaunchResult(status: result.status, stdout: "",
@@ -212,12 +230,25 @@ final class FaultTests: XCTestCase {
 
     /// Once `dir` holds `records` progress lines, sends `signal` to one rank (a child of the mpirun
     /// `process` that runs aedist) and notes when in `sentAt`; returns at once.
-    static func signalOneRank(of process: Process, _ signal: Int32, after records: Int, in dir: URL, sentAt: Shared<Date>) {
+    /// Sends `signal` to one rank once the run has logged `records` records; `victim` gets its rank.
+    static func signalOneRank(of process: Process, _ signal: Int32, after records: Int, in dir: URL, sentAt: Shared<Date>,
+                              victim: Shared<Int>? = nil) {
         DispatchQueue.global().async {
             ResumeTests.waitForProgress(in: dir, records: records)
             let ranks = FaultTests.children(of: process.processIdentifier).filter { FaultTests.command($0).contains("aedist") }
-            if let victim = ranks.last { sentAt.value = Date(); kill(victim, signal) }
+            if let pid = ranks.last {
+                victim?.value = worldRank(of: pid) ?? -1
+                sentAt.value = Date()
+                kill(pid, signal)
+            }
         }
+    }
+
+    /// The MPI rank of a process that Open MPI started (OMPI_COMM_WORLD_RANK in its environment).
+    static func worldRank(of pid: Int32) -> Int? {
+        guard let environment = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return nil }
+        return environment.split(separator: 0).lazy.map { String(decoding: $0, as: UTF8.self) }
+            .first { $0.hasPrefix("OMPI_COMM_WORLD_RANK=") }.flatMap { Int($0.dropFirst("OMPI_COMM_WORLD_RANK=".count)) }
     }
 
     static func children(of pid: Int32) -> [Int32] {
