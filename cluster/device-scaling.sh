@@ -1,24 +1,25 @@
 #!/usr/bin/env bash
-# Weak scaling of `aedist bench step` on the lent 16-core machine, next to the PyTorch peer
-# (PEERS/device_scaling.sh). No Swift there: build here with
+# Weak scaling of `aedist bench step` on a many-core machine, next to the PyTorch peer
+# (cluster/bench/torch_peer.py, the same model: DDP/gloo at the same rank counts, then one process at
+# the same thread counts). No Swift there: build here with
 #   swift build -c release --static-swift-stdlib --product aedist
 # and carry .build/release/aedist over (it links libmpi.so.40 and libhdf5_serial.so.103 dynamically).
 # MNIST VAE, per-rank batch 128, 1 thread per rank, np = 1, 2, 4, 8; then 1 rank x 2..16 threads.
-# Writes JSON lines to $OUT/aedist-scaling.jsonl (and the peer's to $OUT/scaling.jsonl), a log to stdout.
+# Writes JSON lines to $OUT/aedist-scaling.jsonl (and the peer's to $OUT/torch-scaling.jsonl), a log to stdout.
 # Usage: OUT=/some/dir bash cluster/device-scaling.sh   Env: AEDIST (binary), DATA (mnist.h5), STEPS (150),
 #        NPS ("1 2 4 8"), THREADS ("2 4 8 16"), REPS (1: repetitions, medians reported),
 #        REDUCTIONS ("tree"; "tree library" also measures train.exact_reduction: false),
 #        KERNELS ("auto"; e.g. "auto avx2" also runs the np sweep on the AVX2 micro-kernels),
 #        OVERLAPS ("on"; "on off" also measures the blocking reduction after backward),
 #        SHARDS ("on"; "on off" also measures every rank running the whole optimizer update),
-#        PEER=0 to skip the PyTorch run, PEERS (its folder), BIND (--bind-to core).
+#        PEER=0 to skip the PyTorch run, PY (a python with torch and h5py: python3), BIND (--bind-to core).
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-.}
 mkdir -p "$OUT"
 AEDIST=${AEDIST:-$here/.build/release/aedist}
 DATA=${DATA:?set DATA=/path/to/mnist.h5}
-PEERS=${PEERS:-}   # the PyTorch peer's scripts (device_scaling.sh expects ../data/mnist.h5 beside them)
+PY=${PY:-python3}
 STEPS=${STEPS:-150}
 NPS=${NPS:-"1 2 4 8"}
 THREADS=${THREADS-"2 4 8 16"}   # empty: no thread sweep
@@ -77,7 +78,13 @@ for name, rs in settings.items():
     print(f"{name:94s} [{r0.get('kernels', '?')}] {sps:9.0f} samples/s (median of {len(rs)}, {min(r['samples_per_second'] for r in rs):.0f}-{max(r['samples_per_second'] for r in rs):.0f})"
           f"  step {med(rs, 'ms_per_step'):.2f} ms (compute {med(rs, 'ms_compute'):.2f}, wait {med(rs, 'ms_wait'):.2f}, allreduce {med(rs, 'ms_allreduce'):.2f}, exposed {med(rs, 'ms_exposed_communication'):.2f}){eff}")
 PY
-if [ "${PEER:-1}" = 1 ] && [ -f "$PEERS/device_scaling.sh" ]; then
-  OUT="$OUT" bash "$PEERS/device_scaling.sh"
+if [ "${PEER:-1}" = 1 ] && $PY -c 'import torch, h5py' 2>/dev/null; then
+  peer="$PY $here/cluster/bench/torch_peer.py --data $DATA --model vae --steps $STEPS --warmup 15"
+  for np in $NPS; do
+    OMP_NUM_THREADS=1 timeout 600 $peer --threads 1 --ddp "$np" --port $((29800 + np)) | tail -1 | tee -a "$OUT/torch-scaling.jsonl"
+  done
+  for t in $THREADS; do
+    OMP_NUM_THREADS=$t timeout 600 $peer --threads "$t" | tail -1 | tee -a "$OUT/torch-scaling.jsonl"
+  done
 fi
 echo done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peak memory per rank and training throughput of the MNIST VAE in each data.residency, with
-# PyTorch DDP's peak memory per process (PEER: a script with vae_torch.py's interface, described in
-# BENCHMARKS.md) measured beside it, interleaved: REPS rounds, each running every setting once.
+# PyTorch DDP's peak memory per process (PEER, default cluster/bench/torch_peer.py: the same model
+# in PyTorch) measured beside it, interleaved: REPS rounds, each running every setting once.
 # JSON lines to OUT; then medians and ratios (python3).
 # Usage: bash cluster/bench/compare_residency.sh [REPS=3] [OUT=bench-residency.jsonl]
 # Env: AEDIST (binary), PY (python with torch), DATA (mnist.h5), PEER, STEPS (trained steps, 200),
@@ -14,7 +14,7 @@ OUT=${2:-bench-residency.jsonl}
 AEDIST=${AEDIST:-$here/.build/release/aedist}
 PY=${PY:-python3}
 DATA=${DATA:?set DATA=/path/to/mnist.h5}
-PEER=${PEER:?set PEER=/path/to/the PyTorch peer script}
+PEER=${PEER:-$here/cluster/bench/torch_peer.py}
 STEPS=${STEPS:-200}
 SHUFFLE=${SHUFFLE:-blocks}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -42,7 +42,7 @@ for rep in $(seq "$REPS"); do
 for l in open(sys.argv[1]):
     l=l.strip()
     if l.startswith("{"): d=json.loads(l)
-print(d.get("samples_per_s", 0))' "$run/peer.out" 2>/dev/null || echo 0)
+print(d.get("samples_per_second", d.get("samples_per_s", 0)))' "$run/peer.out" 2>/dev/null || echo 0)
     echo "{\"peer\": \"torch ddp\", \"max_rss_mib\": $(python3 -c "print($kib/1024)"), \"samples_per_second\": $sps}" | tag "torch np=$np"
   done
 done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Training throughput of aedist `bench step` and a PyTorch peer (PEER: a script with
-# vae_torch.py's interface, described in BENCHMARKS.md), the
+# Training throughput of aedist `bench step` and its PyTorch peer (PEER, default
+# cluster/bench/torch_peer.py: the same models in PyTorch), the
 # MNIST VAE at batch 128, interleaved in one run on one machine: REPS rounds, each running every
 # setting of both once. JSON lines to OUT; then medians and ratios (python3).
 # Usage: bash cluster/bench/compare_step.sh [REPS=5] [OUT=bench-step.jsonl]
@@ -15,7 +15,7 @@ OUT=${2:-bench-step.jsonl}
 AEDIST=${AEDIST:-$here/.build/release/aedist}
 PY=${PY:-python3}
 DATA=${DATA:?set DATA=/path/to/mnist.h5}
-PEER=${PEER:?set PEER=/path/to/the PyTorch peer script}
+PEER=${PEER:-$here/cluster/bench/torch_peer.py}
 STEPS=${STEPS:-100}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 : > "$OUT"

@@ -1,15 +1,24 @@
 #!/usr/bin/env python3
-"""PyTorch peer of configs/mnist-conv-vae.yaml: the same convolutional VAE, optimiser, batch and
-targets. Two modes, one JSON line each:
+"""PyTorch peer of the MNIST runs in configs/: the same models, optimiser (Adam 1e-3), batch (128)
+and targets (pixel/255, Bernoulli reconstruction in nats per image).
 
-  quality:     --epochs E   trains E epochs on one process, then the test negative ELBO (mean per
-                            image, nats), its reconstruction and KL terms, and the epochs' throughput;
+  --model ae       configs/mnist-ae.yaml: 784-512-256-32-256-512-784, ReLU
+  --model vae      configs/mnist-vae.yaml: 784-512-256-(mu, logvar 20)-256-512-784, ReLU
+  --model convvae  configs/mnist-conv-vae.yaml: conv 1->32 and 32->64 (k4 s2 p1), dense 3136->256,
+                   latent 20; decoder dense 20->256->3136, transposed conv 64->32 and 32->1
+
+Two modes, one JSON line each:
+
+  quality:     --epochs E   trains E epochs on one process, then the test loss (mean per image,
+                            nats: the negative ELBO of a VAE with one latent draw, as `aedist eval`,
+                            and its reconstruction and KL terms; the BCE of an AE and its mean squared
+                            error per pixel), and the epochs' throughput;
   throughput:  --steps S    times S training steps after --warmup W, on one process or, with
                             --ddp N, N processes under DistributedDataParallel (gloo, one host);
                             --global-batch splits --batch across them (else --batch per process).
 
-    python3 cluster/bench/conv_vae_peer.py --data mnist.h5 --epochs 10 --threads 2
-    python3 cluster/bench/conv_vae_peer.py --data mnist.h5 --steps 100 --threads 1 --ddp 2 --global-batch
+    python3 cluster/bench/torch_peer.py --data mnist.h5 --model convvae --epochs 10 --threads 2
+    python3 cluster/bench/torch_peer.py --data mnist.h5 --model vae --steps 100 --threads 1 --ddp 2 --global-batch
 """
 import argparse, json, os, time
 import h5py
@@ -19,22 +28,26 @@ from torch import nn
 import torch.nn.functional as F
 
 
-class ConvVAE(nn.Module):
-    def __init__(self, z=20):
+def bernoulli_nats(logits, x):
+    """Per-image reconstruction loss of a Bernoulli decoder, in nats."""
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+
+class VAE(nn.Module):
+    """A VAE: features -> (mu, logvar) heads -> one reparameterised draw -> generator logits. The
+    parts are built in that order (from functions), so that the seed gives the same initial weights."""
+
+    def __init__(self, features, width, generator, z=20):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(),
-                                      nn.Flatten(), nn.Linear(3136, 256), nn.ReLU())
-        self.heads = nn.Linear(256, 2 * z)
-        self.generator = nn.Sequential(nn.Linear(z, 256), nn.ReLU(), nn.Linear(256, 3136), nn.ReLU(),
-                                       nn.Unflatten(1, (64, 7, 7)), nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),
-                                       nn.ConvTranspose2d(32, 1, 4, 2, 1))
+        self.features = features()
+        self.heads = nn.Linear(width, 2 * z)
+        self.generator = generator()
 
     def terms(self, x):
         """Per-image Bernoulli reconstruction (nats) and KL to N(0, I), one latent draw each."""
         mu, logvar = self.heads(self.features(x)).chunk(2, dim=1)
         code = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        logits = self.generator(code)
-        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        recon = bernoulli_nats(self.generator(code), x)
         kl = -0.5 * (1 + logvar - mu * mu - logvar.exp()).sum(1)
         return recon, kl
 
@@ -42,13 +55,51 @@ class ConvVAE(nn.Module):
         recon, kl = self.terms(x)
         return (recon + kl).mean()
 
+    @torch.no_grad()
+    def evaluate(self, x):
+        parts = [self.terms(x[i:i + 1000]) for i in range(0, len(x), 1000)]
+        recon = torch.cat([p[0] for p in parts]).mean().item()
+        kl = torch.cat([p[1] for p in parts]).mean().item()
+        return {"test_loss": recon + kl, "recon": recon, "kl": kl}
 
-def images(f, name):
-    return torch.from_numpy(f[name][()].reshape(-1, 1, 28, 28).astype(np.float32) / 255)
+
+class AE(nn.Module):
+    def __init__(self, d=784, z=32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, z),
+                                 nn.Linear(z, 256), nn.ReLU(), nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, d))
+
+    def forward(self, x):
+        return bernoulli_nats(self.net(x), x).mean()
+
+    @torch.no_grad()
+    def evaluate(self, x):
+        logits = torch.cat([self.net(x[i:i + 1000]) for i in range(0, len(x), 1000)])
+        bce = bernoulli_nats(logits, x).mean().item()
+        return {"test_loss": bce, "recon": bce, "mse_per_pixel": F.mse_loss(torch.sigmoid(logits), x).item()}
+
+
+def make(model):
+    if model == "ae":
+        return AE()
+    if model == "vae":
+        return VAE(lambda: nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU()), 256,
+                   lambda: nn.Sequential(nn.Linear(20, 256), nn.ReLU(), nn.Linear(256, 512), nn.ReLU(),
+                                         nn.Linear(512, 784)))
+    return VAE(lambda: nn.Sequential(nn.Conv2d(1, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(),
+                                     nn.Flatten(), nn.Linear(3136, 256), nn.ReLU()), 256,
+               lambda: nn.Sequential(nn.Linear(20, 256), nn.ReLU(), nn.Linear(256, 3136), nn.ReLU(),
+                                     nn.Unflatten(1, (64, 7, 7)), nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),
+                                     nn.ConvTranspose2d(32, 1, 4, 2, 1)))
+
+
+def images(f, name, model):
+    shape = (-1, 1, 28, 28) if model == "convvae" else (-1, 784)
+    return torch.from_numpy(f[name][()].reshape(shape).astype(np.float32) / 255)
 
 
 def quality(args, train, test):
-    model = ConvVAE()
+    model = make(args.model)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     steps = len(train) // args.batch          # the last partial batch of each epoch is dropped, as aedist does
     start = time.perf_counter()
@@ -60,18 +111,14 @@ def quality(args, train, test):
             loss.backward()
             opt.step()
     seconds = time.perf_counter() - start
-    with torch.no_grad():   # the test ELBO with one latent draw per image, as aedist eval
-        parts = [model.terms(test[i:i + 1000]) for i in range(0, len(test), 1000)]
-    recon = torch.cat([p[0] for p in parts]).mean().item()
-    kl = torch.cat([p[1] for p in parts]).mean().item()
-    return {"peer": "torch conv vae", "epochs": args.epochs, "test_loss": recon + kl, "recon": recon, "kl": kl,
+    return {"peer": f"torch {args.model}", "epochs": args.epochs, **model.evaluate(test),
             "samples_per_second": args.epochs * steps * args.batch / seconds}
 
 
 def throughput(rank, world, args, train, results=None):
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed + rank)
-    model = ConvVAE()
+    model = make(args.model)
     if world > 1:
         torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{args.port}", rank=rank, world_size=world)
         model = nn.parallel.DistributedDataParallel(model)
@@ -97,7 +144,7 @@ def throughput(rank, world, args, train, results=None):
     if world > 1:
         torch.distributed.barrier()
     seconds = time.perf_counter() - start
-    line = {"peer": "torch conv vae", "procs": world, "per_rank_batch": batch, "global_batch": batch * world,
+    line = {"peer": f"torch {args.model}", "procs": world, "per_rank_batch": batch, "global_batch": batch * world,
             "steps": args.steps, "seconds": seconds, "last_loss": loss.item(),
             "samples_per_second": args.steps * batch * world / seconds}
     if world > 1:
@@ -111,7 +158,7 @@ def throughput(rank, world, args, train, results=None):
 
 def spawned(rank, world, args, results):
     with h5py.File(args.data, "r") as f:
-        train = images(f, "train/images")
+        train = images(f, "train/images", args.model)
     throughput(rank, world, args, train, results)
 
 
@@ -127,7 +174,7 @@ def main():
     ap.add_argument("--ddp", type=int, default=1)
     ap.add_argument("--global-batch", action="store_true")
     ap.add_argument("--port", type=int, default=29640)
-    ap.add_argument("--model", default="convvae", choices=["convvae"])   # the interface of the other peers
+    ap.add_argument("--model", default="vae", choices=["ae", "vae", "convvae"])
     args = ap.parse_args()
     if (args.epochs > 0) == (args.steps > 0):
         ap.error("give --epochs (quality) or --steps (throughput)")
@@ -141,8 +188,8 @@ def main():
         print(json.dumps({**results.get(), **common}))
         return
     with h5py.File(args.data, "r") as f:
-        train = images(f, "train/images")
-        test = images(f, "test/images") if args.epochs > 0 else None
+        train = images(f, "train/images", args.model)
+        test = images(f, "test/images", args.model) if args.epochs > 0 else None
     line = quality(args, train, test) if args.epochs > 0 else throughput(0, 1, args, train)
     print(json.dumps({**line, **common}))
 
