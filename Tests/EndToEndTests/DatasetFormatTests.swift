@@ -26,6 +26,9 @@ final class DatasetFormatTests: XCTestCase {
         with h5py.File(out + '/bigendian.h5', 'w') as g:   # big-endian float32, already in [0, 1]
             g.create_dataset('train/images', data=(X / 16).astype('>f4'))
             g.create_dataset('test/images', data=(T / 16).astype('>f4'))
+        with h5py.File(out + '/wide.h5', 'w') as g:        # [N, 4, 16]: not square, so a picture's shape comes from the file
+            g.create_dataset('train/images', data=x.reshape(-1, 4, 16))
+            g.create_dataset('test/images', data=t.reshape(-1, 4, 16))
         with h5py.File(out + '/int16.h5', 'w') as g:       # int16 [N, 8, 8], the test split elsewhere
             g.create_dataset('train/images', data=X.astype('<i2'))
         with h5py.File(out + '/int16-test.h5', 'w') as g:
@@ -36,7 +39,7 @@ final class DatasetFormatTests: XCTestCase {
         p.arguments = ["python3", "-c", script, digits, folder.path]
         try? p.run(); p.waitUntilExit()
         var out = ["digits": digits]
-        for name in ["gzip", "lzf", "bigendian", "int16"] { out[name] = folder.appendingPathComponent("\(name).h5").path }
+        for name in ["gzip", "lzf", "bigendian", "int16", "wide"] { out[name] = folder.appendingPathComponent("\(name).h5").path }
         return out
     }()
 
@@ -52,7 +55,7 @@ final class DatasetFormatTests: XCTestCase {
         guard FileManager.default.fileExists(atPath: files["lzf"]!) else { throw XCTSkip("h5py is not installed (cluster/test.sh installs it)") }
         var parameters: [String: [String: [Float]]] = [:]
         var checkpoints: [String: String] = [:]
-        for name in ["digits", "gzip", "lzf", "bigendian", "int16"] {
+        for name in ["digits", "gzip", "lzf", "bigendian", "int16", "wide"] {
             var settings = ["data.path=\(files[name]!)"]
             if name == "int16" { settings += ["data.test_path=\(Self.folder.appendingPathComponent("int16-test.h5").path)", "data.test=images"] }
             let r = try train(name, settings, np: 2)
@@ -63,23 +66,26 @@ final class DatasetFormatTests: XCTestCase {
             checkpoints[name] = checkpoint
         }
         // The same values in every layout, type and byte order: the same model, bit for bit.
-        for name in ["gzip", "lzf", "bigendian", "int16"] {
+        for name in ["gzip", "lzf", "bigendian", "int16", "wide"] {
             XCTAssertTrue(bitwiseEqual(parameters["digits"]!, parameters[name]!), "\(name) trained other parameters than the 2-D uint8 file")
         }
         // The trailing shape travels with the checkpoint: 8x8 pictures without --image-shape.
         let lzf = try Checkpoint(path: checkpoints["lzf"]!)
         XCTAssertEqual(lzf.config.data.imageShape, [8, 8, 1])
-        let reference = Self.folder.appendingPathComponent("reference.png").path
-        XCTAssertEqual(try Launcher.run(["reconstruct", "--checkpoint", checkpoints["digits"]!, "--count", "6", "--out", reference]).status, 0)
-        for name in ["gzip", "lzf"] {
-            for command in [["reconstruct", "--count", "6"], ["sample", "--count", "6"]] {
+        // Each picture command on the N-D files draws what it draws from the 2-D file with the
+        // shape given by hand (--image-shape).
+        for command in [["reconstruct", "--count", "6"], ["sample", "--count", "6"], ["interpolate", "--pairs", "2", "--steps", "4"]] {
+            for (shape, names) in [("8x8", ["gzip", "lzf"]), ("4x16", ["wide"])] {
+            let reference = Self.folder.appendingPathComponent("reference-\(command[0])-\(shape).png").path
+            let made = try Launcher.run([command[0], "--checkpoint", checkpoints["digits"]!] + command.dropFirst() + ["--image-shape", shape, "--out", reference])
+            XCTAssertEqual(made.status, 0, "digits \(command[0]): \(made.stderr)")
+            for name in names {
                 let png = Self.folder.appendingPathComponent("\(name)-\(command[0]).png").path
                 let r = try Launcher.run([command[0], "--checkpoint", checkpoints[name]!] + command.dropFirst() + ["--out", png])
                 XCTAssertEqual(r.status, 0, "\(name) \(command[0]): \(r.stderr)")
-                if command[0] == "reconstruct" {
-                    XCTAssertEqual(try pngSize(png).width, try pngSize(reference).width)
-                    XCTAssertEqual(try pngSize(png).height, try pngSize(reference).height)
-                }
+                XCTAssertEqual(try pngSize(png).width, try pngSize(reference).width, "\(name) \(command[0])")
+                XCTAssertEqual(try pngSize(png).height, try pngSize(reference).height, "\(name) \(command[0])")
+            }
             }
         }
     }
