@@ -49,4 +49,41 @@ final class StallWatchdogTests: XCTestCase {
         XCTAssertEqual(text, "not arrived, as far as this rank can tell: rank 1 on host node0 (did not answer rank 2)")
         XCTAssertEqual(ranks, [1])
     }
+
+    /// The bounds: automatic is the larger of 60 s and 20 times the slowest step, times the steps'
+    /// worth an operation covers; a checkpoint write has its own (10 minutes before the first), so
+    /// that a slow file system does not trip a short train.stall_timeout. (Large values only: the
+    /// watchdog's thread runs in this process and would end it.)
+    func testTheAutomaticBoundFollowsTheSlowestStepAndCheckpointWritesHaveTheirOwn() {
+        let automatic = StallWatchdog(timeout: nil, rank: 0)
+        XCTAssertEqual(automatic.limit, 60)
+        automatic.begin("the training step", step: 0)
+        automatic.end(stepSeconds: 4.5)
+        XCTAssertEqual(automatic.limit, 90)
+        automatic.begin("the test evaluation", step: 1, steps: 10)
+        XCTAssertEqual(automatic.limit, 900)
+        automatic.end()
+        let configured = StallWatchdog(timeout: 5, rank: 0)
+        configured.begin("the training step", step: 0)
+        configured.end(stepSeconds: 1)
+        XCTAssertEqual(configured.limit, 5)
+        configured.beginCheckpoint(step: 0)
+        XCTAssertEqual(configured.limit, 600)
+        configured.end(checkpoint: "step-1.h5")
+        configured.begin("the training step", step: 1)
+        XCTAssertEqual(configured.limit, 5, "the write's bound outlived the write")
+        configured.end()
+    }
+
+    /// Loading data at start-up, logging and the time between operations are not watched: a
+    /// watchdog with a tiny bound that watches nothing does not fire (if it did, it would end this
+    /// test process with status 69, failing the suite).
+    func testNothingIsWatchedOutsideAnOperation() {
+        let watchdog = StallWatchdog(timeout: 0.05, rank: 0)
+        Thread.sleep(forTimeInterval: 0.6)
+        watchdog.begin("the training step", step: 0)
+        watchdog.end(stepSeconds: 0.001)
+        Thread.sleep(forTimeInterval: 0.6)
+        XCTAssertEqual(watchdog.limit, 0.05)
+    }
 }
