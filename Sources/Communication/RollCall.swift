@@ -48,6 +48,8 @@ public final class RollCall: @unchecked Sendable {
     static let recordSize = 128
     static let hostBytes = 84
     static let magic: [UInt8] = Array("aedr".utf8)
+    /// 127.0.0.1, network byte order.
+    static let loopback = UInt32(0x7f00_0001).bigEndian
 
     /// Collective: every rank opens its socket and learns every other rank's. A rank that cannot open
     /// one still takes part (port 0): it is then reported as not answering.
@@ -178,7 +180,7 @@ public final class RollCall: @unchecked Sendable {
         let me = peers[rank].host
         for (r, peer) in peers.enumerated() where r != skipped && peer.port != 0 {
             // Ranks on this host are reached on the loopback; the others on every address they have.
-            let targets = peer.host == me ? [UInt32(0x7f00_0001).bigEndian] : peer.addresses.filter { $0 != UInt32(0x7f00_0001).bigEndian }
+            let targets = peer.host == me ? [Self.loopback] : peer.addresses.filter { $0 != Self.loopback }
             for address in targets { sendDatagram(bytes, to: address, port: peer.port) }
         }
     }
@@ -231,6 +233,6 @@ public final class RollCall: @unchecked Sendable {
             entry = e.pointee.ifa_next
         }
         // Non-loopback first: only 8 are exchanged.
-        return found.filter { $0 != UInt32(0x7f00_0001).bigEndian } + found.filter { $0 == UInt32(0x7f00_0001).bigEndian }
+        return found.filter { $0 != loopback } + found.filter { $0 == loopback }
     }
 }

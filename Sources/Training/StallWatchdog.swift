@@ -122,13 +122,15 @@ public final class StallWatchdog: @unchecked Sendable {
     /// that did not answer, those elsewhere in the run, and those that a rank already ending found missing.
     static func notArrived(_ answers: [Int: RankReport], peers: [RollCall.Peer], rank: Int, operation: String, step: Int) -> (text: String, ranks: [Int]) {
         var absent: [(rank: Int, text: String)] = []
+        var missedBy: [Int: Int] = [:]   // a rank that a leaving rank missed -> the lowest such leaving rank
+        for a in answers.values.sorted(by: { $0.rank < $1.rank }) where a.leaving {
+            for m in a.absent where missedBy[m] == nil { missedBy[m] = a.rank }
+        }
         for r in peers.indices where r != rank {
             let who = "rank \(r) on host \(peers[r].host)"
             guard let a = answers[r] else { absent.append((r, "\(who) (no answer: stopped, or its host or the network to it down)")); continue }
             if a.operation == operation && a.step == step {   // there too, waiting (or giving up) like this one
-                if let reporter = answers.values.sorted(by: { $0.rank < $1.rank }).first(where: { $0.leaving && $0.absent.contains(r) }) {
-                    absent.append((r, "\(who) (did not answer rank \(reporter.rank))"))
-                }
+                if let reporter = missedBy[r] { absent.append((r, "\(who) (did not answer rank \(reporter))")) }
                 continue
             }
             absent.append((r, "\(who) (" + (a.operation.isEmpty ? "between operations after step \(a.step + 1)" : "in \(a.operation) of step \(a.step + 1) for \(Int(a.seconds)) s") + ")"))

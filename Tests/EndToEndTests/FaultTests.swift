@@ -229,8 +229,7 @@ final class FaultTests: XCTestCase {
     }
 
     /// Once `dir` holds `records` progress lines, sends `signal` to one rank (a child of the mpirun
-    /// `process` that runs aedist) and notes when in `sentAt`; returns at once.
-    /// Sends `signal` to one rank once the run has logged `records` records; `victim` gets its rank.
+    /// `process` that runs aedist) and notes when in `sentAt` and, in `victim`, which rank; returns at once.
     static func signalOneRank(of process: Process, _ signal: Int32, after records: Int, in dir: URL, sentAt: Shared<Date>,
                               victim: Shared<Int>? = nil) {
         DispatchQueue.global().async {
