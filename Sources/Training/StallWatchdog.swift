@@ -133,7 +133,8 @@ public final class StallWatchdog: @unchecked Sendable {
                 if let reporter = missedBy[r] { absent.append((r, "\(who) (did not answer rank \(reporter))")) }
                 continue
             }
-            absent.append((r, "\(who) (" + (a.operation.isEmpty ? "between operations after step \(a.step + 1)" : "in \(a.operation) of step \(a.step + 1) for \(Int(a.seconds)) s") + ")"))
+            let whereItIs = a.operation.isEmpty ? "between operations after step \(a.step + 1)" : "in \(a.operation) of step \(a.step + 1) for \(Int(a.seconds)) s"
+            absent.append((r, "\(who) (\(whereItIs)" + (missedBy[r].map { "; did not answer rank \($0)" } ?? "") + ")"))
         }
         if absent.isEmpty {
             return ("every other rank answers and waits in the same operation, so the messages between the ranks are not getting through", [])

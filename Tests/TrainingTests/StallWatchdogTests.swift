@@ -48,6 +48,11 @@ final class StallWatchdogTests: XCTestCase {
         let (text, ranks) = StallWatchdog.notArrived(answers, peers: peers, rank: 0, operation: step, step: 7)
         XCTAssertEqual(text, "not arrived, as far as this rank can tell: rank 1 on host node0 (did not answer rank 2)")
         XCTAssertEqual(ranks, [1])
+        // Continued while it still waited for the checkpoint write where it was stopped: both are said.
+        var behind = answers
+        behind[1] = RankReport(rank: 1, operation: "the checkpoint write", step: 6, seconds: 7)
+        XCTAssertEqual(StallWatchdog.notArrived(behind, peers: peers, rank: 0, operation: step, step: 7).text,
+                       "not arrived, as far as this rank can tell: rank 1 on host node0 (in the checkpoint write of step 7 for 7 s; did not answer rank 2)")
     }
 
     /// The bounds: automatic is the larger of 60 s and 20 times the slowest step, times the steps'
