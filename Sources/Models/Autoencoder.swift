@@ -42,42 +42,37 @@ public final class Autoencoder: @unchecked Sendable {
         parameterCount = layers.last!.parameters.upperBound
     }
 
-    private struct Problem: Error { let text: String }
-
-    /// The layers of `spec`, laid out one after the other in the parameter buffer.
-    private static func build(_ spec: ModelSpec) -> Result<(layers: [any Layer], code: Int), Problem> {
-        guard spec.inputs > 0, spec.latent > 0 else { return .failure(Problem(text: "the model needs features and a latent size")) }
+    /// The layers of `spec`, laid out one after the other in the parameter buffer: the encoder's
+    /// entries from the data on, the code layer, then the decoder's entries (the encoder mirrored,
+    /// or the configuration's list), whose shapes are worked out from the data back.
+    private static func build(_ spec: ModelSpec) -> Result<(layers: [any Layer], code: Int), ModelProblem> {
+        guard spec.inputs > 0, spec.latent > 0 else { return .failure(ModelProblem("the model needs features and a latent size")) }
         var input = FeatureShape.flat(spec.inputs)
         if let shape = spec.imageShape {
             let image = FeatureShape(height: shape[0], width: shape[1], channels: shape.count > 2 ? shape[2] : 1)
             guard shape.count == 2 || shape.count == 3, image.count == spec.inputs else {
-                return .failure(Problem(text: "key 'data.image_shape': \(shape) does not hold the data's \(spec.inputs) features"))
+                return .failure(ModelProblem("key 'data.image_shape': \(shape) does not hold the data's \(spec.inputs) features"))
             }
             input = image
         }
         var layers: [any Layer] = [], offset = 0
         func add(_ layer: any Layer) { layers.append(layer); offset = layer.parameters.upperBound }
+        func site(_ section: ModelSection, _ index: Int, name: String, activation: Activation) -> LayerSite {
+            LayerSite(section: section, index: index, name: name, activation: activation, offset: offset,
+                      dataHasImageShape: spec.imageShape != nil)
+        }
+        func problem(_ section: ModelSection, _ error: Error) -> ModelProblem {
+            ModelProblem("key '\(section.key)': " + ((error as? ModelProblem)?.text ?? "\(error)"))
+        }
         var shapes = [input]
         for (i, entry) in spec.encoder.enumerated() {
-            let from = shapes.last!
-            switch entry {
-            case .dense(let n):
-                add(Dense("encoder.\(i)", input: from, output: .flat(n), activation: spec.activation, offset: offset))
-            case .convTranspose:
-                return .failure(Problem(text: "key 'model.encoder': entry \(i + 1) is a transposed convolution; those belong in model.decoder"))
-            case .conv(let channels, let kernel, let stride, let padding):
-                guard spec.imageShape != nil else {
-                    return .failure(Problem(text: "key 'model.encoder': entry \(i + 1) is a convolution, but the data has no image shape (an N-D dataset, data.image_shape or the file's image_shape attribute)"))
-                }
-                guard from.positions > 1 || i == 0 else {
-                    return .failure(Problem(text: "key 'model.encoder': entry \(i + 1) is a convolution after a dense layer; convolutions come first"))
-                }
-                guard from.height + 2 * padding >= kernel, from.width + 2 * padding >= kernel else {
-                    return .failure(Problem(text: "key 'model.encoder': entry \(i + 1) (kernel \(kernel), padding \(padding)) does not fit its \(from) input"))
-                }
-                add(Conv2D("encoder.\(i)", input: from, channels: channels, kernel: kernel, stride: stride,
-                           padding: padding, activation: spec.activation, offset: offset))
+            let kind = type(of: entry.kind)
+            guard kind.sections.contains(.encoder) else {
+                return .failure(ModelProblem("key 'model.encoder': entry \(i + 1) is a \(kind.noun); those belong in model.decoder"))
             }
+            do {
+                add(try entry.kind.encoderLayer(at: site(.encoder, i, name: "encoder.\(i)", activation: spec.activation), input: shapes.last!))
+            } catch { return .failure(problem(.encoder, error)) }
             shapes.append(layers.last!.output)
         }
         let z = spec.latent, top = shapes.last!
@@ -93,90 +88,58 @@ public final class Autoencoder: @unchecked Sendable {
         } else {
             add(Dense("encoder.code", input: top, output: .flat(z), activation: spec.sparsityTarget > 0 ? .sigmoid : .linear, offset: offset))
         }
-        if let decoder = spec.decoder {
-            switch decoderShapes(decoder, spec, data: input) {
-            case .failure(let problem): return .failure(problem)
-            case .success(let shapes):
-                for (i, entry) in decoder.enumerated() {
-                    let last = i == decoder.count - 1, name = last ? "decoder.out" : "decoder.\(i)"
-                    let activation = last ? Activation.linear : spec.activation
-                    if case .convTranspose(_, let kernel, let stride, let padding) = entry {
-                        add(ConvTranspose2D(name, input: shapes[i], output: shapes[i + 1], kernel: kernel, stride: stride,
-                                            padding: padding, activation: activation, offset: offset)!)
-                    } else {
-                        add(Dense(name, input: shapes[i], output: shapes[i + 1], activation: activation, offset: offset))
-                    }
-                }
-            }
-            return .success((layers, code))
+        // The mirror: a dense layer from the latent to the encoder's last shape, then each encoder
+        // entry's mirror, last first, ending on the data's shape.
+        let decoder = spec.decoder ?? [.dense(top.count)] + zip(spec.encoder, shapes).reversed().map { $0.kind.mirror(input: $1) }
+        let decoderShapes: [FeatureShape]
+        switch Autoencoder.decoderShapes(decoder, latent: z, data: input, site: { site(.decoder, $0, name: "", activation: .linear) }) {
+        case .success(let found): decoderShapes = found
+        case .failure(let error):
+            precondition(spec.decoder != nil, "the mirror of a valid encoder is a valid decoder: \(error.text)")
+            return .failure(problem(.decoder, error))
         }
-        // The decoder: the latent to the encoder's last shape, then each encoder layer mirrored
-        // (dense by dense, a convolution by its transposed convolution), ending on the data's shape.
-        let n = spec.encoder.count
-        func activation(_ target: Int) -> Activation { target == 0 ? .linear : spec.activation }
-        add(Dense(n == 0 ? "decoder.out" : "decoder.0", input: .flat(z), output: top, activation: activation(n), offset: offset))
-        for i in stride(from: n - 1, through: 0, by: -1) {
-            let name = i == 0 ? "decoder.out" : "decoder.\(n - i)"
-            switch spec.encoder[i] {
-            case .dense:
-                add(Dense(name, input: shapes[i + 1], output: shapes[i], activation: activation(i), offset: offset))
-            case .conv(_, let kernel, let stride, let padding):
-                guard let layer = ConvTranspose2D(name, input: shapes[i + 1], output: shapes[i], kernel: kernel, stride: stride,
-                                                  padding: padding, activation: activation(i), offset: offset) else {
-                    return .failure(Problem(text: "key 'model.encoder': entry \(i + 1) cannot be mirrored by a transposed convolution that gives back its \(shapes[i]) input; list the decoder's layers in model.decoder"))
-                }
-                add(layer)
-            case .convTranspose: preconditionFailure("the encoder has no transposed convolutions")
-            }
+        for (i, entry) in decoder.enumerated() {
+            let last = i == decoder.count - 1
+            let at = site(.decoder, i, name: last ? "decoder.out" : "decoder.\(i)", activation: last ? .linear : spec.activation)
+            add(entry.kind.decoderLayer(at: at, input: decoderShapes[i], output: decoderShapes[i + 1]))
         }
         return .success((layers, code))
     }
 
-    /// The shapes between an explicit decoder's layers, worked out from the data back: a transposed
-    /// convolution's input grid is the one its kernel gives on its output, its input channels those
-    /// of the layer before (a dense layer's width divided by the grid). `shapes[0]` is the latent.
-    private static func decoderShapes(_ decoder: [LayerSpec], _ spec: ModelSpec, data: FeatureShape)
-        -> Result<[FeatureShape], Problem> {
-        func problem(_ text: String) -> Result<[FeatureShape], Problem> { .failure(Problem(text: "key 'model.decoder': " + text)) }
-        guard !decoder.isEmpty else { return problem("at least one layer, the last giving the data's \(data.count) features") }
-        var shapes = [FeatureShape](repeating: .flat(spec.latent), count: decoder.count + 1)
+    /// The shapes between a decoder's layers, worked out from the data back: each entry says what
+    /// it takes to give its output, and the entry before it gives that (a flat vector, or an
+    /// image whose grid the entry fixes and whose channels the entry before gives; a width then
+    /// fills that grid). `shapes[0]` is the latent.
+    private static func decoderShapes(_ decoder: [LayerSpec], latent: Int, data: FeatureShape, site: (Int) -> LayerSite)
+        -> Result<[FeatureShape], ModelProblem> {
+        guard !decoder.isEmpty else { return .failure(ModelProblem("at least one layer, the last giving the data's \(data.count) features")) }
+        var shapes = [FeatureShape](repeating: .flat(latent), count: decoder.count + 1)
         shapes[decoder.count] = data
         for i in stride(from: decoder.count - 1, through: 0, by: -1) {
-            let out = shapes[i + 1], entry = "entry \(i + 1)"
-            switch decoder[i] {
-            case .conv:
-                return problem("\(entry) is a convolution; the decoder has widths and {conv_transpose: C, kernel: K, stride: S, padding: P} entries")
-            case .dense(let n):
-                guard n == out.count else {
-                    return problem(i == decoder.count - 1
-                        ? "the last entry gives the data: expected width \(out.count), got \(n)"
-                        : "\(entry) (width \(n)) feeds a transposed convolution whose \(out) input holds \(out.count) values")
+            let kind = type(of: decoder[i].kind), entry = "entry \(i + 1)"
+            guard kind.sections.contains(.decoder) else {
+                return .failure(ModelProblem("\(entry) is a \(kind.noun); the decoder's entries are \(LayerSpec.forms(in: .decoder))"))
+            }
+            let takes: DecoderInput
+            do { takes = try decoder[i].kind.decoderInput(at: site(i), output: shapes[i + 1], last: i == decoder.count - 1) } catch {
+                return .failure(error as? ModelProblem ?? ModelProblem("\(error)"))
+            }
+            guard i > 0 else {
+                if takes == .flat { break }
+                return .failure(ModelProblem("entry 1 is a \(kind.noun); the decoder starts with a dense layer from the latent"))
+            }
+            let before = type(of: decoder[i - 1].kind)
+            guard before.sections.contains(.decoder) else { continue }  // named when the loop reaches it
+            switch (takes, decoder[i - 1].kind.decoderOutput) {
+            case (.flat, .width(let n)): shapes[i] = .flat(n)
+            case (.flat, .channels):
+                return .failure(ModelProblem("\(entry) is a \(kind.noun) after a \(before.noun); \(before.noun)s come last"))
+            case (.grid(let h, let w), .channels(let c)): shapes[i] = FeatureShape(height: h, width: w, channels: c)
+            case (.grid(let h, let w), .width(let n)):
+                guard n % (h * w) == 0 else {
+                    return .failure(ModelProblem("entry \(i) (width \(n)) must be a multiple of the \(h)x\(w) grid that \(entry) takes"))
                 }
-                if i > 0, !decoder[i - 1].isDense {
-                    return problem("\(entry) is a dense layer after a transposed convolution; transposed convolutions come last")
-                }
-                if i > 0, case .dense(let m) = decoder[i - 1] { shapes[i] = .flat(m) }
-            case .convTranspose(let channels, let kernel, let stride, let padding):
-                guard spec.imageShape != nil else {
-                    return problem("\(entry) is a transposed convolution, but the data has no image shape (an N-D dataset, data.image_shape or the file's image_shape attribute)")
-                }
-                guard channels == out.channels else {
-                    return problem("\(entry) gives \(channels) channels, but \(i == decoder.count - 1 ? "the data has" : "the next transposed convolution takes") \(out.channels)")
-                }
-                guard out.height + 2 * padding >= kernel, out.width + 2 * padding >= kernel else {
-                    return problem("\(entry) (kernel \(kernel), padding \(padding)) does not fit its \(out) output")
-                }
-                guard i > 0 else { return problem("entry 1 is a transposed convolution; the decoder starts with a dense layer from the latent") }
-                let grid = PatchGeometry(image: out, kernel: kernel, stride: stride, padding: padding).grid
-                switch decoder[i - 1] {
-                case .convTranspose(let c, _, _, _): shapes[i] = FeatureShape(height: grid.height, width: grid.width, channels: c)
-                case .dense(let n):
-                    guard n % (grid.height * grid.width) == 0 else {
-                        return problem("entry \(i) (width \(n)) must be a multiple of the \(grid.height)x\(grid.width) grid that \(entry) takes")
-                    }
-                    shapes[i] = FeatureShape(height: grid.height, width: grid.width, channels: n / (grid.height * grid.width))
-                case .conv: return problem("entry \(i) is a convolution; the decoder has widths and {conv_transpose: ...} entries")
-                }
+                shapes[i] = FeatureShape(height: h, width: w, channels: n / (h * w))
             }
         }
         return .success(shapes)
@@ -229,7 +192,7 @@ public final class Autoencoder: @unchecked Sendable {
     /// A one-line description: "vae 784-512-256-(20)-256-512-784, relu, bernoulli"; a convolutional
     /// model gives its images' shapes, "28x28x1-14x14x32-...".
     public var summary: String {
-        let images = spec.hasConvolutions
+        let images = spec.hasImageLayers
         func text(_ shape: FeatureShape) -> String { images ? shape.description : "\(shape.count)" }
         let widths = ([text(layers[0].input)] + layers[..<codeIndex].map { text($0.output) }).joined(separator: "-")
         let back = layers[(codeIndex + 1)...].map { text($0.output) }.joined(separator: "-")

@@ -23,7 +23,6 @@ struct Conv2D: PatchLayer {
                    TensorView(name: "\(name).bias", offset: bias, shape: [channels])]
     }
 
-
     func forward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows: Int,
                  parameters p: UnsafePointer<Float>, scratch: LayerScratch, pool: ComputePool) {
         let (m, n, k) = (rows * geometry.positions, output.channels, geometry.patch)
@@ -51,5 +50,34 @@ struct Conv2D: PatchLayer {
             geometry.scatter(scratch.own, rows: rows, into: dinp, pool: pool)
             try report(.betweenProducts)
         }
+    }
+}
+
+extension Conv2D {
+    /// `{conv: C, kernel: K, stride: S, padding: P}` in model.encoder, before any dense layer;
+    /// mirrored by the transposed convolution that gives its input back.
+    struct Spec: PatchLayerKind {
+        static let key = "conv", noun = "convolution"
+        static let sections: [ModelSection] = [.encoder]
+        let channels: Int, kernel: Int, stride: Int, padding: Int
+
+        func encoderLayer(at site: LayerSite, input: FeatureShape) throws -> any Layer {
+            guard input.positions > 1 || site.index == 0 || !site.dataHasImageShape else {
+                throw ModelProblem("\(site.entry) is a convolution after a dense layer; convolutions come first")
+            }
+            try checkImage(input, side: "input", at: site)
+            return Conv2D(site.name, input: input, channels: channels, kernel: kernel, stride: stride, padding: padding,
+                          activation: site.activation, offset: site.offset)
+        }
+        func mirror(input: FeatureShape) -> LayerSpec {
+            .convTranspose(channels: input.channels, kernel: kernel, stride: stride, padding: padding)
+        }
+    }
+}
+
+extension LayerSpec {
+    /// A 2-D convolution with `channels` filters.
+    public static func conv(channels: Int, kernel: Int, stride: Int, padding: Int) -> LayerSpec {
+        LayerSpec(Conv2D.Spec(channels: channels, kernel: kernel, stride: stride, padding: padding))
     }
 }

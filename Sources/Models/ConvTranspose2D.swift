@@ -12,11 +12,11 @@ struct ConvTranspose2D: PatchLayer {
     let weight: Int, bias: Int
     let tensors: [TensorView]
 
-    /// Returns nil when a convolution of `output` with this kernel does not give `input`'s grid.
-    init?(_ name: String, input: FeatureShape, output: FeatureShape, kernel: Int, stride: Int, padding: Int,
+    /// A convolution of `output` with this kernel must give `input`'s grid.
+    init(_ name: String, input: FeatureShape, output: FeatureShape, kernel: Int, stride: Int, padding: Int,
           activation: Activation, offset: Int) {
         geometry = PatchGeometry(image: output, kernel: kernel, stride: stride, padding: padding)
-        guard geometry.grid == (input.height, input.width) else { return nil }
+        precondition(geometry.grid == (input.height, input.width), "\(name): \(output) does not convolve to \(input)")
         self.input = input; self.output = output; self.activation = activation
         weight = offset; bias = offset + input.channels * geometry.patch
         tensors = [TensorView(name: "\(name).weight", offset: weight, shape: [input.channels, output.channels, kernel, kernel],
@@ -24,7 +24,6 @@ struct ConvTranspose2D: PatchLayer {
                               bufferAxes: PatchGeometry.kernelBufferAxes),
                    TensorView(name: "\(name).bias", offset: bias, shape: [output.channels])]
     }
-
 
     func forward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows: Int,
                  parameters p: UnsafePointer<Float>, scratch: LayerScratch, pool: ComputePool) {
@@ -54,5 +53,37 @@ struct ConvTranspose2D: PatchLayer {
                           c: dinp, ldc: k, accumulate: false, pool: pool)
             try report(.betweenProducts)
         }
+    }
+}
+
+extension ConvTranspose2D {
+    /// `{conv_transpose: C, kernel: K, stride: S, padding: P}` in model.decoder, after its dense
+    /// layers: its input grid is the one the kernel gives on its output, its input channels those
+    /// of the entry before (a dense layer's width over that grid).
+    struct Spec: PatchLayerKind {
+        static let key = "conv_transpose", noun = "transposed convolution"
+        static let sections: [ModelSection] = [.decoder]
+        let channels: Int, kernel: Int, stride: Int, padding: Int
+
+        var decoderOutput: LayerOutputSize { .channels(channels) }
+        func decoderInput(at site: LayerSite, output: FeatureShape, last: Bool) throws -> DecoderInput {
+            try checkImage(output, side: "output", at: site)
+            guard channels == output.channels else {
+                throw ModelProblem("\(site.entry) gives \(channels) channels, but \(last ? "the data has" : "the next entry takes") \(output.channels)")
+            }
+            let grid = PatchGeometry(image: output, kernel: kernel, stride: stride, padding: padding).grid
+            return .grid(height: grid.height, width: grid.width)
+        }
+        func decoderLayer(at site: LayerSite, input: FeatureShape, output: FeatureShape) -> any Layer {
+            ConvTranspose2D(site.name, input: input, output: output, kernel: kernel, stride: stride, padding: padding,
+                            activation: site.activation, offset: site.offset)
+        }
+    }
+}
+
+extension LayerSpec {
+    /// A transposed 2-D convolution giving `channels` channels.
+    public static func convTranspose(channels: Int, kernel: Int, stride: Int, padding: Int) -> LayerSpec {
+        LayerSpec(ConvTranspose2D.Spec(channels: channels, kernel: kernel, stride: stride, padding: padding))
     }
 }

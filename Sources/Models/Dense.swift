@@ -92,3 +92,38 @@ struct Dense: Layer {
         return (r0..<r1, (weight + r0 * inputs)..<end)
     }
 }
+
+extension Dense {
+    /// A plain width in either list (`{dense: N}` reads too): a dense layer of N units.
+    struct Spec: LayerKind {
+        static let key = "dense", noun = "dense layer", form = "a width"
+        static let fields = [LayerField(name: key, meaning: "units", minimum: 1, defaultValue: nil, placeholder: "N")]
+        static let sections: [ModelSection] = [.encoder, .decoder]
+        let width: Int
+        init(values: [Int]) { width = values[0] }
+        var values: [Int] { [width] }
+
+        func encoderLayer(at site: LayerSite, input: FeatureShape) throws -> any Layer {
+            Dense(site.name, input: input, output: .flat(width), activation: site.activation, offset: site.offset)
+        }
+        func mirror(input: FeatureShape) -> LayerSpec { .dense(input.count) }
+
+        var decoderOutput: LayerOutputSize { .width(width) }
+        func decoderInput(at site: LayerSite, output: FeatureShape, last: Bool) throws -> DecoderInput {
+            guard width == output.count else {
+                throw ModelProblem(last ? "the last entry gives the data: expected width \(output.count), got \(width)"
+                                        : "\(site.entry) (width \(width)) feeds a layer whose \(output) input holds \(output.count) values")
+            }
+            return .flat
+        }
+        /// Its output may be viewed as an image (`output`), e.g. to feed a transposed convolution.
+        func decoderLayer(at site: LayerSite, input: FeatureShape, output: FeatureShape) -> any Layer {
+            Dense(site.name, input: input, output: output, activation: site.activation, offset: site.offset)
+        }
+    }
+}
+
+extension LayerSpec {
+    /// A dense layer of `width` units.
+    public static func dense(_ width: Int) -> LayerSpec { LayerSpec(Dense.Spec(values: [width])) }
+}

@@ -10,28 +10,6 @@ public enum OutputDistribution: String, CaseIterable, Sendable { case bernoulli,
 
 public enum NoiseKind: String, CaseIterable, Sendable { case none, gaussian, masking, saltPepper = "salt_pepper" }
 
-/// One layer as a configuration gives it: a dense layer of `width` units, a 2-D convolution with
-/// `channels` filters (encoder only), or a transposed convolution to `channels` channels (decoder
-/// only); the convolutions need an image shape.
-public enum LayerSpec: Equatable, Sendable, ExpressibleByIntegerLiteral, CustomStringConvertible {
-    case dense(Int)
-    case conv(channels: Int, kernel: Int, stride: Int, padding: Int)
-    case convTranspose(channels: Int, kernel: Int, stride: Int, padding: Int)
-
-    public init(integerLiteral width: Int) { self = .dense(width) }
-
-    /// "512", or "conv32k4s2p1".
-    public var description: String {
-        switch self {
-        case .dense(let n): return "\(n)"
-        case .conv(let c, let k, let s, let p): return "conv\(c)k\(k)s\(s)p\(p)"
-        case .convTranspose(let c, let k, let s, let p): return "convT\(c)k\(k)s\(s)p\(p)"
-        }
-    }
-
-    var isDense: Bool { if case .dense = self { return true } else { return false } }
-}
-
 public struct ModelSpec: Equatable, Sendable {
     public var kind: ModelKind = .vae
     /// Features per sample.
@@ -56,6 +34,6 @@ public struct ModelSpec: Equatable, Sendable {
 
     public init() {}
 
-    /// Whether any layer is a convolution (the model then needs `imageShape`).
-    public var hasConvolutions: Bool { (encoder + (decoder ?? [])).contains { !$0.isDense } }
+    /// Whether any layer reads or writes images (a convolution: the model then needs `imageShape`).
+    public var hasImageLayers: Bool { (encoder + (decoder ?? [])).contains { type(of: $0.kind).seesImages } }
 }

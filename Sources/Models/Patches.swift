@@ -109,3 +109,36 @@ extension PatchLayer {
     func finalRanges(weightBlocks: Int) -> [Range<Int>] { [parameters] }
 }
 
+
+/// What the two convolutions' entries share: `{KEY: C, kernel: K, stride: S, padding: P}`,
+/// stride 1 and padding 0 unless given, on data with an image shape.
+protocol PatchLayerKind: LayerKind {
+    var channels: Int { get }
+    var kernel: Int { get }
+    var stride: Int { get }
+    var padding: Int { get }
+    init(channels: Int, kernel: Int, stride: Int, padding: Int)
+}
+
+extension PatchLayerKind {
+    static var fields: [LayerField] {
+        [LayerField(name: key, meaning: "output channels", minimum: 1, defaultValue: nil, placeholder: "C"),
+         LayerField(name: "kernel", meaning: "kernel size", minimum: 1, defaultValue: nil, placeholder: "K"),
+         LayerField(name: "stride", meaning: "stride", minimum: 1, defaultValue: 1, placeholder: "S"),
+         LayerField(name: "padding", meaning: "zero padding", minimum: 0, defaultValue: 0, placeholder: "P")]
+    }
+    static var seesImages: Bool { true }
+    init(values: [Int]) { self.init(channels: values[0], kernel: values[1], stride: values[2], padding: values[3]) }
+    var values: [Int] { [channels, kernel, stride, padding] }
+
+    /// Why the kernel cannot walk `image` (the layer's `side`, "input" or "output"), if it cannot:
+    /// the data has no image shape, or the kernel is larger than the padded image.
+    func checkImage(_ image: FeatureShape, side: String, at site: LayerSite) throws {
+        guard site.dataHasImageShape else {
+            throw ModelProblem("\(site.entry) is a \(Self.noun), but the data has no image shape (an N-D dataset, data.image_shape or the file's image_shape attribute)")
+        }
+        guard image.height + 2 * padding >= kernel, image.width + 2 * padding >= kernel else {
+            throw ModelProblem("\(site.entry) (kernel \(kernel), padding \(padding)) does not fit its \(image) \(side)")
+        }
+    }
+}

@@ -179,8 +179,8 @@ public struct RunConfig: Equatable, Sendable {
 
     private mutating func read(_ r: ValueReader, file: String?) throws {
         model.kind = try r.choice("model.kind", ModelKind.self)
-        model.encoder = try r.layerList("model.encoder")
-        model.decoder = try r.isMirror("model.decoder") ? nil : r.layerList("model.decoder")
+        model.encoder = try r.layerList(.encoder)
+        model.decoder = try r.isMirror("model.decoder") ? nil : r.layerList(.decoder)
         model.latent = try r.int("model.latent", minimum: 1)
         model.activation = try r.choice("model.activation", Activation.self)
         model.output = try r.choice("model.output", OutputDistribution.self)
@@ -412,10 +412,16 @@ struct ValueReader {
     }
 
     private func describe(_ node: Node) -> String {
+        if case .scalar(let s) = node { return "'\(s.string)'" }
+        return flow(node)
+    }
+
+    /// A node in YAML's flow style: [16, {conv: 8, kernel: 3}].
+    private func flow(_ node: Node) -> String {
         switch node {
-        case .scalar(let s): return "'\(s.string)'"
-        case .sequence(let s): return "[" + s.map { $0.string ?? "?" }.joined(separator: ", ") + "]"
-        default: return "a mapping"
+        case .scalar(let s): return s.string
+        case .sequence(let s): return "[" + s.map(flow).joined(separator: ", ") + "]"
+        case .mapping(let m): return "{" + m.map { "\(flow($0.key)): \(flow($0.value))" }.joined(separator: ", ") + "}"
         }
     }
 
@@ -499,36 +505,30 @@ struct ValueReader {
         return false
     }
 
-    /// Layers: a width (dense), or (encoder) `{conv: C, kernel: K, stride: S, padding: P}`, or
-    /// (decoder) `{conv_transpose: C, kernel: K, stride: S, padding: P}`; stride 1 and padding 0
-    /// by default.
-    func layerList(_ key: String) throws -> [LayerSpec] {
-        let decoder = key == "model.decoder", kind = decoder ? "conv_transpose" : "conv"
-        let expected = (decoder ? "mirror, or " : "") + "a list of layers: widths like [512, 256], or \(decoder ? "transposed convolutions" : "convolutions") like {\(kind): 32, kernel: 4, stride: 2, padding: 1}" + (decoder ? "" : " ([] for none)")
+    /// A list of layers (`model.encoder`, `model.decoder`): widths, and the mappings of the other
+    /// layer kinds, `{conv: 32, kernel: 4, stride: 2, padding: 1}`; Models knows their forms.
+    func layerList(_ section: ModelSection) throws -> [LayerSpec] {
+        let key = section.key
+        let expected = (section == .decoder ? "mirror, or " : "") + "a list of layers, each " + LayerSpec.forms(in: section)
+            + (section == .encoder ? " ([] for none)" : "")
         guard let n = values[key], case .sequence(let seq) = n else { throw error(key, expected) }
         return try seq.enumerated().map { index, item in
-            if case .scalar = item {
-                guard let v = item.int, v >= 1 else { throw error(key, "a width ≥ 1 in entry \(index + 1) of " + expected) }
-                return .dense(v)
-            }
-            guard case .mapping(let map) = item else { throw error(key, expected) }
             var fields: [String: Int] = [:]
-            for (k, v) in map {
-                let name = k.string ?? ""
-                guard [kind, "kernel", "stride", "padding"].contains(name) else {
-                    throw error(key, "in entry \(index + 1) only the fields \(kind), kernel, stride, padding (got '\(name)'); " + expected)
+            switch item {
+            case .scalar:
+                guard let width = item.int, width >= 1 else { throw error(key, "a width ≥ 1 in entry \(index + 1) of " + expected) }
+                fields["dense"] = width
+            case .mapping(let map):
+                for (k, v) in map {
+                    let name = k.string ?? "\(k)"
+                    guard let i = v.int else { throw error(key, "an integer for '\(name)' in entry \(index + 1)") }
+                    fields[name] = i
                 }
-                guard let i = v.int, i >= (name == "padding" ? 0 : 1) else {
-                    throw error(key, "an integer \(name == "padding" ? "≥ 0" : "≥ 1") for '\(name)' in entry \(index + 1)")
-                }
-                fields[name] = i
+            default: throw error(key, "in entry \(index + 1) " + LayerSpec.forms(in: section))
             }
-            guard let channels = fields[kind], let kernel = fields["kernel"] else {
-                throw error(key, "'\(kind)' (output channels) and 'kernel' in entry \(index + 1), like {\(kind): 32, kernel: 4, stride: 2, padding: 1}")
+            do { return try LayerSpec(section: section, index: index, fields: fields) } catch let problem as LayerEntryError {
+                throw error(key, problem.expected)
             }
-            let (stride, padding) = (fields["stride"] ?? 1, fields["padding"] ?? 0)
-            return decoder ? .convTranspose(channels: channels, kernel: kernel, stride: stride, padding: padding)
-                           : .conv(channels: channels, kernel: kernel, stride: stride, padding: padding)
         }
     }
 
@@ -558,16 +558,5 @@ extension RunConfig {
         spec.imageShape = data.imageShape
         if let problem = Autoencoder.problem(with: spec) { throw ConfigError(problem) }
         return spec
-    }
-}
-
-extension LayerSpec {
-    /// The entry as the configuration file writes it.
-    var yaml: String {
-        switch self {
-        case .dense(let n): return "\(n)"
-        case .conv(let c, let k, let s, let p): return "{conv: \(c), kernel: \(k), stride: \(s), padding: \(p)}"
-        case .convTranspose(let c, let k, let s, let p): return "{conv_transpose: \(c), kernel: \(k), stride: \(s), padding: \(p)}"
-        }
     }
 }

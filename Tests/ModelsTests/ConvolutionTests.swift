@@ -72,11 +72,9 @@ final class ConvolutionTests: XCTestCase {
             // The transposed convolution from the convolution's grid back to the h x w image.
             let (gh, gw) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1)
             let input = FeatureShape(height: gh, width: gw, channels: cin), output = FeatureShape(height: h, width: w, channels: cout)
-            guard let layer = ConvTranspose2D("t", input: input, output: output, kernel: k, stride: s, padding: p,
-                                              activation: .linear, offset: 0) else { return XCTFail("no layer \(h)x\(w) k\(k) s\(s) p\(p)") }
+            let layer = ConvTranspose2D("t", input: input, output: output, kernel: k, stride: s, padding: p,
+                                        activation: .linear, offset: 0)
             XCTAssertEqual(layer.tensors.map(\.shape), [[cin, cout, k, k], [cout]])
-            XCTAssertNil(ConvTranspose2D("t", input: FeatureShape(height: gh + 1, width: gw, channels: cin), output: output,
-                                         kernel: k, stride: s, padding: p, activation: .linear, offset: 0))
             let rows = 2
             let x = random(rows * input.count, seed: 3), params = random(layer.parameters.count, seed: 4)
             let got = run(layer, input: x, parameters: buffer(layer, stored: params), rows: rows, threads: 2)

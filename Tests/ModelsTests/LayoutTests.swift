@@ -16,7 +16,7 @@ final class LayoutTests: XCTestCase {
             XCTAssertEqual(offset, model.parameterCount)
             var expected = 0
             var width = spec.inputs
-            let hidden = spec.encoder.map { entry -> Int in if case .dense(let n) = entry { return n }; return -1 }
+            let hidden = spec.encoder.map { ($0.kind as? Dense.Spec)?.width ?? -1 }
             for h in hidden { expected += width * h + h; width = h }
             expected += (spec.kind == .vae ? 2 : 1) * (width * spec.latent + spec.latent)
             width = spec.latent

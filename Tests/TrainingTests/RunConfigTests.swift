@@ -79,11 +79,22 @@ final class RunConfigTests: XCTestCase {
         XCTAssertEqual(try RunConfig.parse(yaml: c.yaml, origin: "test"), c)
         let back = try RunConfig.parse(yaml: try RunConfig.load(file: nil, overrides: ["model.decoder=mirror"]).yaml, origin: "test")
         XCTAssertNil(back.model.decoder)
+        // {dense: N} is the long form of a width; stride and padding take their defaults.
+        let long = try RunConfig.load(file: nil, overrides: ["model.encoder=[{dense: 64}, {conv: 8, kernel: 3}]"])
+        XCTAssertEqual(long.model.encoder, [64, .conv(channels: 8, kernel: 3, stride: 1, padding: 0)])
+        XCTAssertTrue(long.yaml.contains("encoder: [64, {conv: 8, kernel: 3, stride: 1, padding: 0}]"), long.yaml)
         for (override, expected) in [
-            ("model.decoder=[{conv: 1, kernel: 3}]", "only the fields conv_transpose, kernel, stride, padding (got 'conv')"),
-            ("model.encoder=[{conv_transpose: 1, kernel: 3}]", "only the fields conv, kernel, stride, padding (got 'conv_transpose')"),
+            ("model.decoder=[{conv: 1, kernel: 3}]",
+             "key 'model.decoder': expected in entry 1 a width or {conv_transpose: C, kernel: K, stride: S, padding: P} (stride 1 and padding 0 unless given); a convolution ({conv: ...}) belongs in model.encoder, got [{conv: 1, kernel: 3}]"),
+            ("model.encoder=[{conv_transpose: 1, kernel: 3}]", "a transposed convolution ({conv_transpose: ...}) belongs in model.decoder"),
+            ("model.encoder=[16, {conv: 1, kernel: 3, dilation: 2}]", "expected in entry 2 only the fields conv, kernel, stride, padding of a convolution (got 'dilation')"),
+            ("model.encoder=[{conv: 4, conv_transpose: 1, kernel: 3}]", "expected in entry 1 one layer kind, not conv and conv_transpose"),
+            ("model.encoder=[{width: 4}]", "expected in entry 1 a width or {conv: C, kernel: K, stride: S, padding: P}"),
+            ("model.encoder=[{conv: 4, kernel: 3, padding: -1}]", "expected an integer ≥ 0 for 'padding' (zero padding) in entry 1"),
+            ("model.encoder=[{conv: 4, kernel: two}]", "expected an integer for 'kernel' in entry 1"),
+            ("model.encoder=[16, 0]", "expected a width ≥ 1 in entry 2 of a list of layers"),
             ("model.decoder=mirrored", "key 'model.decoder': expected mirror, or a list of layers"),
-            ("model.decoder=[{conv_transpose: 1}]", "'conv_transpose' (output channels) and 'kernel' in entry 1"),
+            ("model.decoder=[{conv_transpose: 1}]", "expected 'kernel' (kernel size) in entry 1, a transposed convolution {conv_transpose: C, kernel: K, stride: S, padding: P}"),
         ] {
             let message = error { try RunConfig.load(file: nil, overrides: [override]) }
             XCTAssertTrue(message.contains(expected), "\(override): \(message)")
