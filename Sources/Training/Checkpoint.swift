@@ -28,6 +28,8 @@ public struct RunRecord: Equatable, Sendable {
     public var seconds: Double = 0
     /// Sums over the steps since the last logged line (they continue after a resume).
     public var window = LogWindow()
+    /// Early stopping's best loss so far, where it was reached, and the epochs since.
+    public var earlyStopping = EarlyStoppingState()
 
     /// A new run's id: its start time (UTC) and 32 random bits, e.g. 20261203T131500Z-3f9a2c01.
     public static func newRunID() -> String {
@@ -36,6 +38,32 @@ public struct RunRecord: Equatable, Sendable {
         formatter.timeZone = TimeZone(identifier: "UTC")
         formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
         return formatter.string(from: Date()) + "-" + String(format: "%08x", UInt32.random(in: 0...UInt32.max))
+    }
+}
+
+/// Where `train.early_stopping` stands after an epoch's evaluation.
+public struct EarlyStoppingState: Equatable, Sendable {
+    /// The lowest monitored loss so far (nil: none evaluated yet), its step and 1-based epoch.
+    public var bestLoss: Double? = nil
+    public var bestStep = 0
+    public var bestEpoch = 0
+    /// Epochs evaluated since the best without an improvement of more than `min_delta`.
+    public var epochsSinceBest = 0
+
+    /// Takes an epoch's monitored loss; returns whether it is the new best (below the best by
+    /// more than `minDelta`, as Keras counts it).
+    public mutating func observe(_ loss: Double, step: Int, epoch: Int, minDelta: Double) -> Bool {
+        if let best = bestLoss, !(loss < best - minDelta) {
+            epochsSinceBest += 1
+            return false
+        }
+        bestLoss = loss; bestStep = step; bestEpoch = epoch; epochsSinceBest = 0
+        return true
+    }
+
+    /// Whether a run with these settings stops here.
+    public func exhausted(_ settings: EarlyStoppingSettings?) -> Bool {
+        settings.map { bestLoss != nil && epochsSinceBest >= $0.patience } ?? false
     }
 }
 
@@ -80,6 +108,11 @@ public struct Checkpoint {
             try file.setAttribute("log_window_kl", record.window.kl)
             try file.setAttribute("log_window_seconds", record.window.seconds)
             try file.setAttribute("log_window_steps", Int64(record.window.steps))
+            let stopping = record.earlyStopping
+            try file.setAttribute("early_stopping_best_loss", stopping.bestLoss ?? .nan)
+            try file.setAttribute("early_stopping_best_step", Int64(stopping.bestStep))
+            try file.setAttribute("early_stopping_best_epoch", Int64(stopping.bestEpoch))
+            try file.setAttribute("early_stopping_epochs_since_best", Int64(stopping.epochsSinceBest))
             try file.createGroup("/model")
             for t in model.tensors {
                 try t.withStoredValues(in: parameters) { try file.write($0, shape: t.shape, to: "/model/\(t.name)") }
@@ -127,6 +160,13 @@ public struct Checkpoint {
                                       seconds: try file.doubleAttribute("log_window_seconds"),
                                       steps: Int(try file.int64Attribute("log_window_steps")))
         }
+        if file.hasAttribute("early_stopping_best_loss") {
+            let best = try file.doubleAttribute("early_stopping_best_loss")
+            record.earlyStopping = EarlyStoppingState(bestLoss: best.isNaN ? nil : best,
+                                                      bestStep: Int(try file.int64Attribute("early_stopping_best_step")),
+                                                      bestEpoch: Int(try file.int64Attribute("early_stopping_best_epoch")),
+                                                      epochsSinceBest: Int(try file.int64Attribute("early_stopping_epochs_since_best")))
+        }
         self.record = record
         normalization = try FeatureNormalization.read(from: file, path: path)
     }
@@ -168,6 +208,9 @@ public struct CheckpointDirectory {
 
     public func file(forStep step: Int) -> String { path + "/" + String(format: "step-%09d.h5", step) }
 
+    /// Early stopping's best model: never pruned, never resumed from by `--resume auto`.
+    public var best: String { path + "/best.h5" }
+
     /// Checkpoint files by step, newest first.
     public func list() -> [(step: Int, path: String)] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
@@ -193,8 +236,9 @@ public struct CheckpointDirectory {
         for entry in own.dropFirst(keep).reversed() { try? FileManager.default.removeItem(atPath: entry.path) }
     }
 
-    /// Moves every checkpoint, and the run's `metrics.jsonl` and `config.yaml`, into
-    /// `RUN_DIR/previous/STAMP/` (nothing is deleted); returns that folder.
+    /// Moves every checkpoint (and `best.h5`), and the run's `metrics.jsonl`, `config.yaml`,
+    /// `summary.json`, TensorBoard event files and report, into `RUN_DIR/previous/STAMP/` (nothing
+    /// is deleted); returns that folder.
     public func moveAside(runDirectory: String) throws -> String {
         let stamp = String(RunRecord.newRunID().prefix(16))
         var target = runDirectory + "/previous/" + stamp
@@ -203,10 +247,12 @@ public struct CheckpointDirectory {
         let fm = FileManager.default
         do {
             try fm.createDirectory(atPath: target + "/checkpoints", withIntermediateDirectories: true)
-            for (_, file) in list() {
+            for file in list().map(\.path) + (fm.fileExists(atPath: best) ? [best] : []) {
                 try fm.moveItem(atPath: file, toPath: target + "/checkpoints/" + URL(fileURLWithPath: file).lastPathComponent)
             }
-            for name in ["metrics.jsonl", "config.yaml"] where fm.fileExists(atPath: runDirectory + "/" + name) {
+            let events = ((try? fm.contentsOfDirectory(atPath: runDirectory)) ?? []).filter { $0.contains(".tfevents.") }
+            for name in ["metrics.jsonl", "config.yaml", "summary.json", "report"] + events
+            where fm.fileExists(atPath: runDirectory + "/" + name) {
                 try fm.moveItem(atPath: runDirectory + "/" + name, toPath: target + "/" + name)
             }
         } catch {

@@ -16,8 +16,9 @@ public enum Residency: String, CaseIterable, Sendable {
 }
 
 public final class DataSplit: @unchecked Sendable {
-    /// The dataset's shape, type, chunking and name, as the file has them.
-    public var rows: Int { reader.rows }
+    /// The dataset's shape, type, chunking and name, as the file has them; `rows` counts the
+    /// selected rows of a selection.
+    public var rows: Int { selection?.count ?? reader.rows }
     public var columns: Int { reader.columns }
     public var sampleShape: [Int] { reader.sampleShape }
     public var elementType: ElementType { reader.elementType }
@@ -28,6 +29,9 @@ public final class DataSplit: @unchecked Sendable {
     public let heldFrom: Int
     /// The open dataset, for rows not held.
     let reader: DatasetRows
+    /// nil: every row of the dataset; else the rows this split stands for (row i is file row
+    /// `selection.physical(i)`): a validation fraction, or the train rows it leaves.
+    public let selection: RowSelection?
 
     /// Opens `dataset` of `file` and loads rows `holding(rows)` (nil: none).
     public init(file: String, dataset: String, holding: (_ rows: Int) -> Range<Int>?) throws {
@@ -36,6 +40,18 @@ public final class DataSplit: @unchecked Sendable {
         let range = holding(reader.rows).map { $0.clamped(to: 0..<reader.rows) }
         held = try range.map { try StoredMatrix(reader, rows: $0) }
         heldFrom = range?.lowerBound ?? 0
+        selection = nil
+    }
+
+    private init(_ whole: DataSplit, selection: RowSelection) {
+        reader = whole.reader; held = whole.held; heldFrom = whole.heldFrom
+        self.selection = selection
+    }
+
+    /// The rows `selection` picks from this whole dataset, sharing its reader and held rows.
+    public func selecting(_ selection: RowSelection) -> DataSplit {
+        precondition(self.selection == nil, "a selection of a selection")
+        return DataSplit(self, selection: selection)
     }
 
     /// Opens a split and loads all its rows.
@@ -68,11 +84,11 @@ public final class DataSplit: @unchecked Sendable {
     public func forEachPiece(of range: Range<Int>, pieceRows: Int = 8192,
                              _ body: (StoredMatrix, Int, Range<Int>) throws -> Void) throws {
         if range.isEmpty { return }
-        if let held, holds(range) { try body(held, heldFrom, range); return }
+        if selection == nil, let held, holds(range) { try body(held, heldFrom, range); return }
         var start = range.lowerBound
         while start < range.upperBound {
             let piece = start..<min(range.upperBound, start + pieceRows)
-            try body(try StoredMatrix(reader, rows: piece), start, piece)
+            try body(selection == nil ? try StoredMatrix(reader, rows: piece) : try gather(Array(piece)), start, piece)
             start = piece.upperBound
         }
     }
@@ -89,8 +105,9 @@ public final class DataSplit: @unchecked Sendable {
     func fill(_ out: StoredMatrix, rows indices: [Int]) throws {
         let bytes = out.rowBytes
         var missing: [(row: Int, slot: Int)] = []
-        for (slot, row) in indices.enumerated() {
-            precondition(row >= 0 && row < rows, "DataSplit: row \(row) outside 0..<\(rows) of \(source)")
+        for (slot, index) in indices.enumerated() {
+            precondition(index >= 0 && index < rows, "DataSplit: row \(index) outside 0..<\(rows) of \(source)")
+            let row = selection?.physical(index) ?? index
             if let held, holds(row..<(row + 1)) {
                 out.rawRow(slot).copyMemory(from: held.rawRow(row - heldFrom), byteCount: bytes)
             } else {

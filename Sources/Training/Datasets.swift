@@ -5,7 +5,12 @@ import Models
 import Storage
 
 public struct Datasets {
+    /// The rows training draws from: the train dataset, less a validation fraction's rows.
     public let train: DataSplit
+    /// The whole train dataset, where `data.residency` keeps its rows (validation rows included).
+    public let trainDataset: DataSplit
+    /// The rows evaluated at every epoch's end to steer the run (`data.validation`), if any.
+    public let validation: DataSplit?
     public let test: DataSplit?
     /// Where the rows live (never `auto`: the choice made), and why, for the start-up log.
     public let residency: Residency
@@ -25,16 +30,39 @@ public struct Datasets {
         (residency, residencyReason) = estimate.residency(d.residency, ranks: size, ranksOnNode: communicator.localSize,
                                                           blockRows: d.shuffle == .blocks ? d.blockRows ?? 1024 : nil,
                                                           window: d.shuffleWindow)
-        train = try DataSplit(file: d.path, dataset: d.train, residency: residency, rank: rank, size: size)
-        do {
-            // Evaluation splits the test rows by rowRange: sharded, each rank holds just those.
-            let kept = residency
-            test = try d.test.map { try DataSplit(file: d.testPath ?? d.path, dataset: $0, residency: kept, rank: rank, size: size) }
-        } catch let error as StorageError where error.description.contains("no such object") {
-            throw ConfigError("\(error); set data.test to the test split's dataset, or data.test: null (--set data.test=null) to train without one")
+        let whole = try DataSplit(file: d.path, dataset: d.train, residency: residency, rank: rank, size: size)
+        trainDataset = whole
+        // Evaluation splits an evaluated dataset's rows by rowRange: sharded, each rank holds just those.
+        let kept = residency
+        func evaluated(file: String, dataset: String, hint: String) throws -> DataSplit {
+            do { return try DataSplit(file: file, dataset: dataset, residency: kept, rank: rank, size: size) }
+            catch let error as StorageError where error.description.contains("no such object") {
+                throw ConfigError("\(error); \(hint)")
+            }
         }
-        if let test, test.columns != train.columns {
-            throw ConfigError("test set '\(test.source)' has \(test.columns) features but the train set '\(train.source)' has \(train.columns)")
+        switch d.validation {
+        case nil:
+            train = whole; validation = nil
+        case .fraction(let f)?:
+            let unit = d.shuffle == .blocks ? d.blockRows ?? whole.chunkRows ?? 1024 : 1
+            guard (whole.rows + unit - 1) / unit >= 2 else {
+                throw ConfigError("key 'data.validation': \(f) of '\(whole.source)' holds out whole \(unit == 1 ? "rows" : "blocks of \(unit) rows (data.shuffle: blocks)"), and its \(whole.rows) rows make fewer than two")
+            }
+            let held = HeldOutRows(rows: whole.rows, unit: unit, fraction: f, seed: config.train.seed)
+            train = whole.selecting(held.training); validation = whole.selecting(held.validation)
+        case .dataset(let name)?:
+            train = whole
+            validation = try evaluated(file: d.path, dataset: name,
+                                       hint: "set data.validation to a dataset of '\(d.path)', a fraction of the train rows like 0.1, or null")
+        }
+        test = try d.test.map {
+            try evaluated(file: d.testPath ?? d.path, dataset: $0,
+                          hint: "set data.test to the test split's dataset, or data.test: null (--set data.test=null) to train without one")
+        }
+        for (name, split) in [("validation", validation), ("test", test)] {
+            if let split, split.columns != train.columns {
+                throw ConfigError("\(name) set '\(split.source)' has \(split.columns) features but the train set '\(train.source)' has \(train.columns)")
+            }
         }
         scale = d.scale ?? 1
     }
@@ -52,7 +80,7 @@ public struct Datasets {
     /// every later command. Collective: every rank calls it after loading.
     public mutating func resolve(_ config: RunConfig, communicator: Communicator, checkValues: Bool = true) throws -> RunConfig {
         var resolved = config
-        let (trainSet, testSet) = (train, test)
+        let (trainSet, testSet, validationSet) = (train, test, validation)
         resolved.data.imageShape = try agreeing(communicator) { () -> [Int]? in
             let shape = try Datasets.imageShape(config.data, sampleShape: trainSet.sampleShape, source: trainSet.source)
             var c = config
@@ -63,7 +91,8 @@ public struct Datasets {
         if config.data.shuffle == .blocks, config.data.blockRows == nil {
             resolved.data.blockRows = trainSet.chunkRows ?? 1024   // kept: re-chunking the file must not change the order
         }
-        let splits = [trainSet] + (testSet.map { [$0] } ?? [])
+        // The train rows first: the scale and the normalization are theirs; every split's targets are checked.
+        let splits = [trainSet] + [validationSet, testSet].compactMap { $0 }
         if checkValues {
             for split in splits {
                 let found = try split.firstNonFiniteRow(communicator)
@@ -90,9 +119,11 @@ public struct Datasets {
         let inputs = normalization?.inputRange
         try agreeing(communicator) {
             try DataRange.checkTargets(ranges[0], of: trainSet, scale: s, inputs: inputs, config: config)
-            // The test split's range after the train split's normalization is not bounded: only the scale is checked.
-            if let testSet, ranges.count == 2, inputs == nil {
-                try DataRange.checkTargets(ranges[1], of: testSet, scale: s, inputs: nil, config: config)
+            // Other splits' ranges after the train rows' normalization are not bounded: only the scale is checked.
+            if inputs == nil {
+                for (split, range) in zip(splits, ranges).dropFirst() {
+                    try DataRange.checkTargets(range, of: split, scale: s, inputs: nil, config: config)
+                }
             }
         }
         return resolved

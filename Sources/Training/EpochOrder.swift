@@ -19,6 +19,9 @@ public final class EpochOrder {
     public let blockRows: Int
     public let window: Int
     let seed: UInt64
+    /// The rows the order runs over (nil: all `count`): positions give their file rows. With
+    /// `blocks`, a selection keeps or drops whole blocks, so its blocks are file blocks.
+    let selection: RowSelection?
     private var epoch = -1
     private var permutation: [Int] = []
     /// blocks: the epoch's block order, and each window's first position in the epoch.
@@ -27,18 +30,25 @@ public final class EpochOrder {
     private var cachedWindow = -1
     private var windowRows: [Int] = []
 
-    public init(count: Int, kind: ShuffleKind, blockRows: Int, window: Int, seed: UInt64) {
-        precondition(count > 0 && blockRows > 0 && window > 0)
+    public init(count: Int, kind: ShuffleKind, blockRows: Int, window: Int, seed: UInt64, selection: RowSelection? = nil) {
+        precondition(count > 0 && blockRows > 0 && window > 0 && (selection == nil || selection!.count == count))
         self.count = count; self.kind = kind; self.blockRows = blockRows; self.window = window; self.seed = seed
+        self.selection = selection
     }
 
-    public convenience init(count: Int, data: DataSettings, chunkRows: Int?, seed: UInt64) {
+    public convenience init(count: Int, data: DataSettings, chunkRows: Int?, seed: UInt64, selection: RowSelection? = nil) {
         self.init(count: count, kind: data.shuffle, blockRows: data.blockRows ?? chunkRows ?? 1024,
-                  window: data.shuffleWindow, seed: seed)
+                  window: data.shuffleWindow, seed: seed, selection: selection)
     }
 
-    /// The row at `position` of `epoch`'s order.
+    /// The file row at `position` of `epoch`'s order.
     public func row(epoch e: Int, position: Int) -> Int {
+        let r = selectedRow(epoch: e, position: position)
+        return selection?.physical(r) ?? r
+    }
+
+    /// The row (of the selection, when there is one) at `position` of `epoch`'s order.
+    private func selectedRow(epoch e: Int, position: Int) -> Int {
         precondition(position >= 0 && position < count)
         prepare(e)
         if kind == .rows { return permutation[position] }

@@ -32,6 +32,25 @@ public struct DataSettings: Equatable, Sendable {
     public var blockRows: Int? = nil
     /// Blocks whose rows are shuffled together for `shuffle: blocks`.
     public var shuffleWindow = 16
+    /// Rows evaluated at every epoch's end to steer the run (early stopping), if any.
+    public var validation: ValidationSource? = nil
+    /// The dataset of the train rows' labels (latent maps); nil: `labels` beside the train dataset
+    /// when the file has one.
+    public var labels: String? = nil
+}
+
+/// `data.validation`: a fraction of the train dataset's rows, held out from training (drawn from
+/// the seed), or a dataset of `data.path`.
+public enum ValidationSource: Equatable, Sendable {
+    case fraction(Double)
+    case dataset(String)
+}
+
+/// `train.early_stopping`: end the run when the validation loss (else the test loss) has not
+/// fallen below the best so far by more than `minDelta` for `patience` epochs.
+public struct EarlyStoppingSettings: Equatable, Sendable {
+    public var patience: Int
+    public var minDelta: Double
 }
 
 public struct TrainSettings: Equatable, Sendable {
@@ -61,6 +80,8 @@ public struct TrainSettings: Equatable, Sendable {
     public var lrSchedule = LearningRateSchedule()
     /// `model.kl_schedule` (kept here: the model's spec holds only what shapes the network).
     public var klSchedule = KLSchedule()
+    /// nil: the run trains to its configured end.
+    public var earlyStopping: EarlyStoppingSettings? = nil
 
     /// The micro-batch in use: the configured one, or the automatic one for this batch.
     public var resolvedMicroBatch: Int { microBatch ?? TrainSettings.automaticMicroBatch(batchSize: batchSize) }
@@ -110,6 +131,8 @@ public struct RunConfig: Equatable, Sendable {
       shuffle: rows
       block_rows: null
       shuffle_window: 16
+      validation: null
+      labels: null
     train:
       epochs: 10
       max_steps: null
@@ -127,14 +150,28 @@ public struct RunConfig: Equatable, Sendable {
       clip_grad_norm: null
       stall_timeout: auto
       lr_schedule: {kind: constant, warmup_steps: 0, min_lr: 0.0, every: 1000, factor: 0.5}
+      early_stopping: {patience: 5, min_delta: 0.0}
     run_dir: null
     """
+
+    /// Sections that `null` turns off (the defaults above give their keys' values when on).
+    static let sectionsThatMayBeNull: Set<String> = ["train.early_stopping"]
 
     /// Reads `file` (nil: defaults only), applies `overrides` ("dotted.key=yaml value"), validates.
     public static func load(file: String?, overrides: [String] = []) throws -> RunConfig {
         var values = try flatten(text: defaultsYAML, origin: "defaults")
         let known = Set(values.keys)
+        let null = Node("null", .init(.null))
+        for section in sectionsThatMayBeNull { values[section] = null }   // off unless given
         var origins: [String: String] = [:]
+        /// Sets a known key, or turns a section off (`null`) or on (any of its keys); false: unknown.
+        func assign(_ key: String, _ node: Node) -> Bool {
+            if sectionsThatMayBeNull.contains(key), case .scalar = node, node.null != nil { values[key] = null; return true }
+            guard known.contains(key) else { return false }
+            values[key] = node
+            if let section = sectionsThatMayBeNull.first(where: { key.hasPrefix($0 + ".") }) { values[section] = nil }
+            return true
+        }
         if let file {
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw ConfigError("config file '\(file)': cannot be read (does it exist?\(relativePathNote(file)))")
@@ -143,10 +180,9 @@ public struct RunConfig: Equatable, Sendable {
                 throw ConfigError("config file '\(file)': not UTF-8 text")
             }
             for (key, node) in try flatten(text: text, origin: "config file '\(file)'") {
-                guard known.contains(key) else {
+                guard assign(key, node) else {
                     throw ConfigError("config file '\(file)': unknown key '\(key)'\(RunConfig.suggestion(for: key, among: known))")
                 }
-                values[key] = node
                 origins[key] = "config file '\(file)'"
             }
         }
@@ -157,17 +193,15 @@ public struct RunConfig: Equatable, Sendable {
             let key = String(item[..<eq]), valueText = String(item[item.index(after: eq)...])
             let origin = "--set \(item)"
             let node: Node
-            do { node = try Yams.compose(yaml: valueText) ?? Node("null", .init(.null)) }
+            do { node = try Yams.compose(yaml: valueText) ?? null }
             catch { throw ConfigError("\(origin): the value is not valid YAML") }
-            if known.contains(key) {
-                values[key] = node
-            } else if case .mapping = node, known.contains(where: { $0.hasPrefix(key + ".") }) {
-                for (sub, n) in try flatten(node: node, prefix: key, origin: origin) {
-                    guard known.contains(sub) else { throw ConfigError("\(origin): unknown key '\(sub)'\(RunConfig.suggestion(for: sub, among: known))") }
-                    values[sub] = n
+            if !assign(key, node) {
+                guard case .mapping = node, known.contains(where: { $0.hasPrefix(key + ".") }) else {
+                    throw ConfigError("\(origin): unknown key '\(key)'\(RunConfig.suggestion(for: key, among: known))")
                 }
-            } else {
-                throw ConfigError("\(origin): unknown key '\(key)'\(RunConfig.suggestion(for: key, among: known))")
+                for (sub, n) in try flatten(node: node, prefix: key, origin: origin) {
+                    guard assign(sub, n) else { throw ConfigError("\(origin): unknown key '\(sub)'\(RunConfig.suggestion(for: sub, among: known))") }
+                }
             }
             origins[key] = origin
         }
@@ -208,6 +242,17 @@ public struct RunConfig: Equatable, Sendable {
         data.shuffle = try r.choice("data.shuffle", ShuffleKind.self)
         data.blockRows = try r.optionalInt("data.block_rows", minimum: 1)
         data.shuffleWindow = try r.int("data.shuffle_window", minimum: 1)
+        data.labels = try r.optionalString("data.labels")
+        if let n = r.values["data.validation"], case .scalar(let scalar) = n, n.null == nil {
+            if let f = n.float {
+                guard f > 0, f < 1 else { throw r.error("data.validation", "a fraction of the train rows in (0, 1), a dataset of data.path, or null") }
+                data.validation = .fraction(f)
+            } else {
+                data.validation = .dataset(scalar.string)
+            }
+        } else if let n = r.values["data.validation"], n.null == nil {
+            throw r.error("data.validation", "a fraction of the train rows in (0, 1), a dataset of data.path, or null")
+        }
         if let shape = data.imageShape, !(2...3).contains(shape.count) {
             throw r.error("data.image_shape", "[height, width] or [height, width, channels], or null")
         }
@@ -241,6 +286,14 @@ public struct RunConfig: Equatable, Sendable {
         train.klSchedule.period = try r.int("model.kl_schedule.period", minimum: 1)
         train.klSchedule.ramp = try r.float("model.kl_schedule.ramp", minimum: 0, exclusive: true)
         if train.klSchedule.ramp > 1 { throw r.error("model.kl_schedule.ramp", "a fraction of the period in (0, 1]") }
+        if r.values["train.early_stopping"] == nil {   // not turned off: on, with these settings
+            train.earlyStopping = EarlyStoppingSettings(patience: try r.int("train.early_stopping.patience", minimum: 1),
+                                                        minDelta: try r.double("train.early_stopping.min_delta", expected: "a number ≥ 0"))
+            if train.earlyStopping!.minDelta < 0 { throw r.error("train.early_stopping.min_delta", "a number ≥ 0") }
+            if data.validation == nil && data.test == nil {
+                throw ConfigError("key 'train.early_stopping': it watches the validation loss (data.validation) or else the test loss (data.test), but both are null; set one of them, or train.early_stopping: null")
+            }
+        }
         if let dir = try r.optionalString("run_dir") {
             runDirectory = dir
         } else {
@@ -285,6 +338,8 @@ public struct RunConfig: Equatable, Sendable {
           shuffle: \(data.shuffle.rawValue)
           block_rows: \(data.blockRows.map(String.init) ?? "null")
           shuffle_window: \(data.shuffleWindow)
+          validation: \(data.validation.map { switch $0 { case .fraction(let f): return "\(f)"; case .dataset(let name): return quoted(name) } } ?? "null")
+          labels: \(data.labels.map(quoted) ?? "null")
         train:
           epochs: \(train.epochs)
           max_steps: \(train.maxSteps.map(String.init) ?? "null")
@@ -302,6 +357,7 @@ public struct RunConfig: Equatable, Sendable {
           clip_grad_norm: \(train.clipGradNorm.map(number) ?? "null")
           stall_timeout: \(train.stallTimeout.map { "\($0)" } ?? "auto")
           lr_schedule: {kind: \(train.lrSchedule.kind.rawValue), warmup_steps: \(train.lrSchedule.warmupSteps), min_lr: \(number(train.lrSchedule.minLR)), every: \(train.lrSchedule.every), factor: \(number(train.lrSchedule.factor))}
+          early_stopping: \(train.earlyStopping.map { "{patience: \($0.patience), min_delta: \($0.minDelta)}" } ?? "null")
         run_dir: \(quoted(runDirectory))
 
         """
@@ -314,8 +370,8 @@ public struct RunConfig: Equatable, Sendable {
         "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.overlap_reduction", "train.stall_timeout",
         "train.lr_schedule.kind", "train.lr_schedule.warmup_steps", "train.lr_schedule.min_lr", "train.lr_schedule.every",
         "train.lr_schedule.factor", "model.kl_schedule.kind", "model.kl_schedule.warmup_steps", "model.kl_schedule.period",
-        "model.kl_schedule.ramp",
-        "data.path", "data.test", "data.test_path", "data.image_shape", "data.residency", "run_dir",
+        "model.kl_schedule.ramp", "train.early_stopping", "train.early_stopping.patience", "train.early_stopping.min_delta",
+        "data.path", "data.test", "data.test_path", "data.image_shape", "data.residency", "data.labels", "run_dir",
     ]
 
     /// The keys whose values differ between `self` and `other`, sorted, with both values as
@@ -446,11 +502,16 @@ struct ValueReader {
 
     func float(_ key: String, minimum: Float, exclusive: Bool = false) throws -> Float {
         let what = exclusive ? "a number > \(minimum)" : "a number ≥ \(minimum)"
-        guard let n = values[key], case .scalar = n, let v = n.float, v.isFinite,
-              !(n.scalar?.style == .singleQuoted || n.scalar?.style == .doubleQuoted) else { throw error(key, what) }
-        let f = Float(v)
+        let f = Float(try double(key, expected: what))
         guard exclusive ? f > minimum : f >= minimum else { throw error(key, what) }
         return f
+    }
+
+    /// A finite number, unquoted.
+    func double(_ key: String, expected what: String) throws -> Double {
+        guard let n = values[key], case .scalar = n, let v = n.float, v.isFinite,
+              !(n.scalar?.style == .singleQuoted || n.scalar?.style == .doubleQuoted) else { throw error(key, what) }
+        return v
     }
 
     func optionalFloat(_ key: String, minimum: Float, exclusive: Bool = false) throws -> Float? {

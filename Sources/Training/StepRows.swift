@@ -30,10 +30,14 @@ protocol StepRows: AnyObject {
     func withRows(step: Int, _ body: (StoredMatrix, UnsafeBufferPointer<Int>) -> Void) throws
 }
 
-func makeStepRows(_ split: DataSplit, residency: Residency, config: RunConfig, plan: BatchPlan,
+/// The step rows of `training` (the train dataset, or the rows a validation fraction leaves of it),
+/// read from `training`'s whole dataset wherever `residency` keeps it.
+func makeStepRows(_ training: DataSplit, whole split: DataSplit, residency: Residency, config: RunConfig, plan: BatchPlan,
                   communicator: Communicator) -> StepRows {
-    let layout = StepLayout(plan: plan, rank: communicator.rank, stepsPerEpoch: split.rows / plan.global)
-    let order = { EpochOrder(count: split.rows, data: config.data, chunkRows: split.chunkRows, seed: config.train.seed) }
+    precondition(split.selection == nil)
+    let layout = StepLayout(plan: plan, rank: communicator.rank, stepsPerEpoch: training.rows / plan.global)
+    let order = { EpochOrder(count: training.rows, data: config.data, chunkRows: split.chunkRows, seed: config.train.seed,
+                             selection: training.selection) }
     switch residency {
     case .replicated, .auto: return ReplicatedRows(split, layout, order())
     case .sharded: return ShardedRows(split, layout, order(), communicator)

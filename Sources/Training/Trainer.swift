@@ -36,18 +36,36 @@ public struct TrainSummary {
     /// The largest peak resident memory of any rank (MiB), and the data residency in use.
     public var maxRSSMiB: Double = 0
     public var residency = ""
+    /// Early stopping's best model (`checkpoints/best.h5`), when the run has one.
+    public var bestCheckpoint: String? = nil
 
     public var json: [String: Any] {
         ["event": "summary", "status": status, "step": step, "epoch": epoch,
          "train_loss": trainLoss.map { $0 as Any } ?? NSNull(), "test_loss": testLoss.map { $0 as Any } ?? NSNull(),
          "samples_per_second": samplesPerSecond, "world_size": worldSize, "threads_per_rank": threadsPerRank,
          "checkpoint": checkpoint.map { $0 as Any } ?? NSNull(), "wall_seconds": wallSeconds,
-         "max_rss_mib": maxRSSMiB, "data_residency": residency]
+         "max_rss_mib": maxRSSMiB, "data_residency": residency,
+         "best_checkpoint": bestCheckpoint.map { $0 as Any } ?? NSNull()]
     }
+
+    /// `RUN_DIR/summary.json`: the last summary of the run, for `aedist report` and scripts.
+    public static func file(runDirectory: String) -> String { runDirectory + "/summary.json" }
 
     /// The environment variable naming a file for a copy of the summary: launchers read it after
     /// mpirun has exited, since mpirun's own exit status does not carry the run's (75 on a stop).
     public static let fileVariable = "AEDIST_SUMMARY_FILE"
+
+    /// The run directory's last summary, if it has one.
+    public static func read(runDirectory: String) -> [String: Any]? {
+        guard let data = FileManager.default.contents(atPath: file(runDirectory: runDirectory)) else { return nil }
+        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+    }
+
+    func write(runDirectory: String) throws {
+        let path = TrainSummary.file(runDirectory: runDirectory)
+        do { try (Console.encode(json) + "\n").write(toFile: path, atomically: true, encoding: .utf8) }
+        catch { throw ConfigError("run_dir '\(runDirectory)': cannot write '\(path)': \(error.localizedDescription)") }
+    }
 
     func writeIfRequested() throws {
         guard let path = ProcessInfo.processInfo.environment[TrainSummary.fileVariable], !path.isEmpty else { return }
@@ -248,10 +266,17 @@ public final class Trainer {
         for (_, buffer) in optimizer.state {
             try communicator.broadcast(buffer.pointer, byteCount: buffer.count * 4, root: 0)
         }
-        var counters: [Int64] = [Int64(progress.step), Int64(progress.epoch), progress.samplesSeen, optimizer.updates]
+        // Every rank decides the same about early stopping: rank 0's state, the loss by its bits.
+        let stopping = record.earlyStopping
+        var counters: [Int64] = [Int64(progress.step), Int64(progress.epoch), progress.samplesSeen, optimizer.updates,
+                                 Int64(bitPattern: (stopping.bestLoss ?? .nan).bitPattern), Int64(stopping.bestStep),
+                                 Int64(stopping.bestEpoch), Int64(stopping.epochsSinceBest)]
         try counters.withUnsafeMutableBytes { try communicator.broadcast($0.baseAddress!, byteCount: $0.count, root: 0) }
         progress = TrainingProgress(step: Int(counters[0]), epoch: Int(counters[1]), samplesSeen: counters[2])
         optimizer.updates = counters[3]
+        let best = Double(bitPattern: UInt64(bitPattern: counters[4]))
+        record.earlyStopping = EarlyStoppingState(bestLoss: best.isNaN ? nil : best, bestStep: Int(counters[5]),
+                                                  bestEpoch: Int(counters[6]), epochsSinceBest: Int(counters[7]))
     }
 
     /// Loads a checkpoint after checking that it belongs to this run: every setting that shapes the
@@ -291,14 +316,19 @@ public final class Trainer {
         console.progress("aedist: \(model.summary), \(model.parameterCount) parameters; \(data.train.rows) training rows from \(data.train.source), scale \(data.scale)" + (data.normalization.map { ", \($0.kind.rawValue) normalization" } ?? ""))
         console.progress("aedist: data \(data.residency.rawValue) (\(data.residencyReason)), \(config.data.shuffle == .blocks ? "shuffled in blocks of \(config.data.blockRows ?? 0) rows, windows of \(config.data.shuffleWindow)" : "shuffled by rows")")
         console.progress("aedist: \(communicator.size) rank(s) x \(threads) thread(s), \(pool.instructionSet) kernels; global batch \(plan.global) (\(plan.perRank) per rank, micro-batch \(plan.microBatch)); \(stepsPerEpoch) steps per epoch" + (dropped > 0 ? ", the last \(dropped) samples of each epoch's order are dropped" : ""))
-        if progress.step >= totalSteps {
+        var status = "completed"
+        if record.earlyStopping.exhausted(config.train.earlyStopping) {
+            let state = record.earlyStopping
+            console.progress(String(format: "aedist: this run stopped early at step %d (the best, %.4f at epoch %d, is %@); nothing to train",
+                                    progress.step, state.bestLoss!, state.bestEpoch, checkpoints.best))
+            status = "stopped_early"
+        } else if progress.step >= totalSteps {
             console.progress("aedist: already at step \(progress.step) of \(totalSteps); nothing to train")
         }
 
         var lastLoss: Double?
         var testLoss: Double?
         var trainingSeconds = 0.0
-        var status = "completed"
         let startStep = progress.step
         let secondsBefore = record.seconds
         /// The run's total seconds: earlier invocations' and this one's.
@@ -307,7 +337,7 @@ public final class Trainer {
             RunFailure(message: communicator.isRoot ? text + ". The last good checkpoint is \(lastCheckpoint ?? "none (no checkpoint written yet)")" : nil, exitCode: 1)
         }
 
-        while progress.step < totalSteps {
+        while progress.step < totalSteps && status != "stopped_early" {
             let stepStart = Date()
             let step = progress.step
             let epoch = step / stepsPerEpoch
@@ -364,24 +394,51 @@ public final class Trainer {
                     record.window = LogWindow()
                 }
             }
+            var stopsEarly = false
             if endOfEpoch || finished {
-                if let test = data.test {
-                    watchdog.begin("the test evaluation", step: step, steps: Double(test.rows) / Double(plan.global))
+                var evaluated: [(event: String, result: EvaluationResult)] = []
+                for (event, split) in [("validation", data.validation), ("test", data.test)] {
+                    guard let split else { continue }
+                    watchdog.begin("the \(event) evaluation", step: step, steps: Double(split.rows) / Double(plan.global))
                     defer { watchdog.end() }
-                    let result = try evaluate(model: model, parameters: parameters, data: test, input: data.input,
-                                              seed: config.train.seed, workspace: evaluationWorkspace,
-                                              communicator: communicator, pool: pool)
-                    testLoss = result.loss
-                    console.progress(String(format: "epoch %d: test loss %.4f (mse per feature %.6f)", epoch + 1, result.loss, result.msePerFeature))
-                    var event: [String: Any] = ["event": "test", "step": progress.step, "epoch": epoch + 1, "loss": result.loss,
+                    evaluated.append((event, try evaluate(model: model, parameters: parameters, data: split, input: data.input,
+                                                          seed: config.train.seed, workspace: evaluationWorkspace,
+                                                          communicator: communicator, pool: pool)))
+                }
+                for (index, (event, result)) in evaluated.enumerated() {
+                    if event == "test" { testLoss = result.loss }
+                    var line = String(format: "epoch %d: %@ loss %.4f (mse per feature %.6f)", epoch + 1, event, result.loss, result.msePerFeature)
+                    // The first split evaluated (validation, else test) steers early stopping.
+                    if index == 0, endOfEpoch, let settings = config.train.earlyStopping {
+                        if record.earlyStopping.observe(result.loss, step: progress.step, epoch: epoch + 1, minDelta: settings.minDelta) {
+                            record.seconds = runSeconds()
+                            try writeCheckpoint(to: checkpoints.best)
+                            line += "; the best so far, \(checkpoints.best)"
+                        } else {
+                            let state = record.earlyStopping
+                            line += String(format: "; best %.4f at epoch %d, %d of %d epochs without improvement",
+                                           state.bestLoss!, state.bestEpoch, state.epochsSinceBest, settings.patience)
+                        }
+                        stopsEarly = record.earlyStopping.exhausted(settings) && !finished
+                    }
+                    console.progress(line)
+                    var entry: [String: Any] = ["event": event, "step": progress.step, "epoch": epoch + 1, "loss": result.loss,
                                                 "mse_per_feature": result.msePerFeature, "seconds": runSeconds(), "run_id": record.runID]
-                    if config.model.kind == .vae { event["recon"] = result.reconstruction; event["kl"] = result.kl }
-                    metrics.append(event)
+                    if config.model.kind == .vae { entry["recon"] = result.reconstruction; entry["kl"] = result.kl }
+                    metrics.append(entry)
                 }
             }
             if endOfEpoch || finished || stopRequested || progress.step % config.train.checkpointEvery == 0 {
                 record.seconds = runSeconds()
                 try writeCheckpoint()
+            }
+            if stopsEarly {
+                status = "stopped_early"
+                let state = record.earlyStopping
+                console.progress(String(format: "aedist: stopping early: no improvement of the %@ loss by more than %g for %d epochs; the best, %.4f at epoch %d (step %d), is %@",
+                                        data.validation == nil ? "test" : "validation", config.train.earlyStopping!.minDelta,
+                                        state.epochsSinceBest, state.bestLoss!, state.bestEpoch, state.bestStep, checkpoints.best))
+                break
             }
             if stopRequested && !finished {
                 status = "preempted"
@@ -399,8 +456,19 @@ public final class Trainer {
                                    checkpoint: lastCheckpoint, wallSeconds: Date().timeIntervalSince(wallStart))
         summary.maxRSSMiB = peak[0]
         summary.residency = data.residency.rawValue
+        if config.train.earlyStopping != nil, record.earlyStopping.bestLoss != nil { summary.bestCheckpoint = checkpoints.best }
+        let stoppedBefore = status == "stopped_early" && progress.step == startStep
+        try onRoot(communicator) {
+            if stoppedBefore, let earlier = TrainSummary.read(runDirectory: config.runDirectory), earlier["step"] as? Int == progress.step {
+                // A run that had stopped early: its record stays as it was, losses included.
+                summary.trainLoss = earlier["train_loss"] as? Double
+                summary.testLoss = earlier["test_loss"] as? Double
+            } else {
+                try summary.write(runDirectory: config.runDirectory)
+            }
+            try summary.writeIfRequested()
+        }
         console.json(summary.json)
-        try onRoot(communicator) { try summary.writeIfRequested() }
         return summary
     }
 
@@ -410,9 +478,10 @@ public final class Trainer {
                      workspace: evaluationWorkspace, communicator: communicator, pool: pool)
     }
 
-    /// Rank 0 writes; all ranks learn whether it worked before going on.
-    private func writeCheckpoint() throws {
-        let path = checkpoints.file(forStep: progress.step)
+    /// Rank 0 writes the checkpoint of this step (or early stopping's best model, at `path`); all
+    /// ranks learn whether it worked before going on.
+    private func writeCheckpoint(to bestPath: String? = nil) throws {
+        let path = bestPath ?? checkpoints.file(forStep: progress.step)
         watchdog.beginCheckpoint(step: progress.step - 1)
         try training.gatherOptimizerState()
         try onRoot(communicator) {
@@ -425,10 +494,11 @@ public final class Trainer {
             } catch {
                 throw ConfigError("writing checkpoint '\(path)' failed: \(error); the earlier checkpoints are intact (\(lastCheckpoint ?? "none"))")
             }
-            checkpoints.prune(keep: config.train.keepCheckpoints, runID: record.runID)
+            if bestPath == nil { checkpoints.prune(keep: config.train.keepCheckpoints, runID: record.runID) }
         }
-        lastCheckpoint = path
-        watchdog.end(checkpoint: path)
+        // The best model is not where a resume continues from: messages keep naming the newest step's.
+        if bestPath == nil { lastCheckpoint = path }
+        watchdog.end(checkpoint: bestPath == nil ? path : nil)
     }
 }
 

@@ -111,7 +111,7 @@ public final class TrainingStep {
         }
         let leaves = plan.perRank / plan.microBatch
         leafSums = FloatBuffer(count: 3 * leaves + 3 * PairwiseTree.scratchCount(leaves: leaves))
-        rows = makeStepRows(data.train, residency: data.residency, config: config, plan: plan, communicator: communicator)
+        rows = makeStepRows(data.train, whole: data.trainDataset, residency: data.residency, config: config, plan: plan, communicator: communicator)
     }
 
     public var stepsPerEpoch: Int { data.train.rows / plan.global }
