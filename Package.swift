@@ -22,6 +22,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
@@ -41,11 +42,14 @@ let package = Package(
         .target(name: "Models", dependencies: ["Kernels"], swiftSettings: fastMath),
         // HDF5 files: datasets, attributes, atomic writes.
         .target(name: "Storage", dependencies: ["CHDF5"]),
+        // TensorBoard event files (events.pb.swift is generated from Proto/events.proto and committed).
+        .target(name: "TensorBoard", dependencies: ["Storage", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                exclude: ["Proto"]),
         // Ranks and collectives: MPI and a single-process stand-in.
         .target(name: "Communication", dependencies: ["CMPI"]),
         // Configuration, data loading, the training loop, checkpoints, evaluation.
         .target(name: "Training",
-                dependencies: ["Kernels", "Models", "Storage", "Communication",
+                dependencies: ["Kernels", "Models", "Storage", "Communication", "TensorBoard",
                                .product(name: "Yams", package: "Yams")],
                 swiftSettings: fastMath),
         .executableTarget(name: "aedist",
@@ -54,7 +58,7 @@ let package = Package(
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "RegisterTiles"], swiftSettings: fastMath),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Kernels"], swiftSettings: fastMath),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Communication"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Communication", "TensorBoard"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Training", "Storage", "Kernels"]),
     ]
 )

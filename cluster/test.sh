@@ -4,8 +4,15 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash cluster/setup.sh debug >/dev/null || exit 1
-# h5py reads checkpoints in the interoperability test.
-python3 -c 'import h5py, numpy' 2>/dev/null || pip install -q h5py numpy 2>&1 | tail -2 || true
+# Tools some tests read aedist's files with: h5py (checkpoints), the tensorboard package (event
+# files), a headless chromium (the report). Tests that need one fail when it is missing here.
+python3 -c 'import h5py, numpy, tensorboard' 2>/dev/null || pip install -q h5py numpy tensorboard 2>&1 | tail -2 || true
+if ! command -v chromium-headless-shell >/dev/null && ! command -v chromium >/dev/null; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium-headless-shell >/dev/null 2>&1 ||
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium-headless-shell >/dev/null; } || true
+fi
+export AEDIST_REQUIRE_TEST_TOOLS=1
 mkdir -p .build
 swift test --disable-swift-testing "$@" 2>&1 | tee .build/test.log
 status=${PIPESTATUS[0]}

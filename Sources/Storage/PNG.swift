@@ -80,13 +80,6 @@ public enum PNG {
         return out
     }
 
-    /// CRC-32 (ISO 3309, as PNG chunks use it) of `bytes`, continuing from `crc`.
-    public static func crc32<S: Sequence>(_ bytes: S, crc: UInt32 = 0) -> UInt32 where S.Element == UInt8 {
-        var c = ~crc
-        for b in bytes { c = crcTable[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
-        return ~c
-    }
-
     /// Adler-32 (RFC 1950) of `bytes`.
     public static func adler32(_ bytes: [UInt8]) -> UInt32 {
         var a: UInt32 = 1, b: UInt32 = 0
@@ -99,12 +92,6 @@ public enum PNG {
         return (b << 16) | a
     }
 
-    private static let crcTable: [UInt32] = (0..<256).map { n -> UInt32 in
-        var c = UInt32(n)
-        for _ in 0..<8 { c = (c & 1) != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-        return c
-    }
-
     private static func bigEndian(_ v: UInt32) -> [UInt8] {
         [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)]
     }
@@ -114,6 +101,6 @@ public enum PNG {
         out.append(contentsOf: bigEndian(UInt32(body.count)))
         out.append(contentsOf: typeBytes)
         out.append(contentsOf: body)
-        out.append(contentsOf: bigEndian(crc32(body, crc: crc32(typeBytes))))
+        out.append(contentsOf: bigEndian(CRC32.iso.checksum(body, continuing: CRC32.iso.checksum(typeBytes))))
     }
 }

@@ -55,40 +55,6 @@ public final class Console: @unchecked Sendable {
     }
 }
 
-/// Appends JSON lines to `metrics.jsonl` (rank 0 only).
-final class MetricsLog {
-    private let handle: FileHandle?
-    init(path: String, enabled: Bool) throws {
-        guard enabled else { handle = nil; return }
-        if !FileManager.default.fileExists(atPath: path) {
-            guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw ConfigError("run directory: cannot create '\(path)'")
-            }
-        }
-        handle = FileHandle(forWritingAtPath: path)
-        handle?.seekToEndOfFile()
-    }
-    func append(_ object: [String: Any]) {
-        handle?.write(Data((Console.encode(object) + "\n").utf8))
-    }
-
-    /// Cuts `path` back to what a run that continues from `step` must keep: the lines of run
-    /// `runID` (or of no run id, written before ids existed) up to that step. Lines logged after
-    /// the checkpoint would otherwise appear twice. Step 0 empties the file (a new run).
-    static func cut(path: String, toStep step: Int, runID: String) throws {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
-        let kept = text.split(separator: "\n").filter { line in
-            guard step > 0, let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else { return false }
-            let id = object["run_id"] as? String
-            return (id == nil || id == runID) && ((object["step"] as? Int).map { $0 <= step } ?? false)
-        }
-        guard kept.count != text.split(separator: "\n").count else { return }
-        do { try kept.map { $0 + "\n" }.joined().write(toFile: path, atomically: true, encoding: .utf8) }
-        catch { throw ConfigError("run directory: cannot rewrite '\(path)': \(error.localizedDescription)") }
-    }
-    deinit { try? handle?.close() }
-}
-
 func formatDuration(_ seconds: Double) -> String {
     guard seconds.isFinite, seconds >= 0 else { return "?" }
     let s = Int(seconds.rounded())

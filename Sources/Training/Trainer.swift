@@ -248,7 +248,7 @@ public final class Trainer {
             } else if record.runID.isEmpty {
                 record.runID = RunRecord.newRunID()   // a checkpoint from before run ids: name the run from here on
             }
-            try MetricsLog.cut(path: c.runDirectory + "/metrics.jsonl", toStep: chosen.isEmpty ? 0 : progress.step,
+            try RunLog.cutMetrics(path: RunLog.metricsPath(runDirectory: c.runDirectory), toStep: chosen.isEmpty ? 0 : progress.step,
                                runID: record.runID)
             try c.yaml.write(toFile: c.runDirectory + "/config.yaml", atomically: true, encoding: .utf8)
             return chosen
@@ -310,7 +310,7 @@ public final class Trainer {
         let wallStart = Date()
         training.totalSteps = totalSteps
         let metrics = try agreeing(communicator) {
-            try MetricsLog(path: config.runDirectory + "/metrics.jsonl", enabled: communicator.isRoot)
+            try RunLog(runDirectory: config.runDirectory, continuingAfter: progress.step, enabled: communicator.isRoot)
         }
         let dropped = data.train.rows - stepsPerEpoch * plan.global
         console.progress("aedist: \(model.summary), \(model.parameterCount) parameters; \(data.train.rows) training rows from \(data.train.source), scale \(data.scale)" + (data.normalization.map { ", \($0.kind.rawValue) normalization" } ?? ""))
@@ -428,6 +428,7 @@ public final class Trainer {
                     metrics.append(entry)
                 }
             }
+            if endOfEpoch || finished { logPictures(metrics, step: progress.step) }
             if endOfEpoch || finished || stopRequested || progress.step % config.train.checkpointEvery == 0 {
                 record.seconds = runSeconds()
                 try writeCheckpoint()
@@ -470,6 +471,26 @@ public final class Trainer {
         }
         console.json(summary.json)
         return summary
+    }
+
+    /// The epoch's pictures in TensorBoard (rank 0, data with a grayscale image shape): the first
+    /// rows of the test split (else validation, else train) above their reconstructions, and a
+    /// VAE's draws from its prior (seeded by train.seed, the same draws every epoch).
+    private func logPictures(_ log: RunLog, step: Int) {
+        guard log.writesEvents, let shape = config.data.imageShape.flatMap(ImageShape.init(sampleShape:)) else { return }
+        let split = data.test ?? data.validation ?? data.train, count = min(8, split.rows)
+        guard count > 0, let rows = try? split.gather(Array(0..<count)) else { return }
+        let pool = ComputePool(threads: 1)   // the other ranks go on meanwhile: keep to one core
+        let shown = encode(model: model, parameters: parameters, data: rows, input: data.input, indices: Array(0..<count),
+                           pool: pool, reconstructions: true)
+        log.append(Pictures.reconstructions(originals: shown.inputs, outputs: shown.outputs, count: count, shape: shape),
+                   tag: "images/reconstructions", step: step)
+        if model.spec.kind == .vae {
+            let z = priorDraws(count: 16, latent: model.spec.latent, seed: config.train.seed, rows: 0..<16)
+            var images = decode(model: model, parameters: parameters, latent: z, rows: 16, pool: pool)
+            data.input.toData(&images, rows: 16)
+            log.append(Pictures.grid(images, count: 16, shape: shape), tag: "images/samples", step: step)
+        }
     }
 
     /// The current model's loss and code statistics on the training set.

@@ -5,14 +5,7 @@ import XCTest
 
 final class InteroperabilityTests: XCTestCase {
     func testH5pyReaderMatchesAedistEncode() throws {
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        probe.arguments = ["python3", "-c", "import h5py, numpy"]
-        try probe.run(); probe.waitUntilExit()
-        guard probe.terminationStatus == 0 else {
-            // cluster/test.sh installs h5py; CI runs it, so this only skips ad-hoc `swift test` runs.
-            throw XCTSkip("h5py is not installed (cluster/test.sh installs it)")
-        }
+        try TestTools.require(["python3", "-c", "import h5py, numpy"], "h5py")
         // The third model normalizes its inputs: the reader applies /normalization too. The last two
         // are convolutional (the digits' 8x8 image shape): the reader runs their kernels in numpy.
         let dense = ["--set", "model.encoder=[24,12]"]

@@ -117,3 +117,45 @@ let smallRun: [String] = [
     "--set", "train.batch_size=32", "--set", "train.micro_batch=8",
     "--set", "train.log_every=5", "--set", "train.checkpoint_every=1000",
 ]
+
+/// Tools some tests need beside aedist (h5py, tensorboard, a headless chromium): cluster/test.sh
+/// installs them and sets AEDIST_REQUIRE_TEST_TOOLS=1, so that in CI a missing tool fails the
+/// test; an ad-hoc `swift test` without them skips it.
+enum TestTools {
+    /// Runs `command`; throws XCTSkip (or fails, under cluster/test.sh) when it does not exit 0.
+    static func require(_ command: [String], _ what: String) throws {
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        probe.arguments = command
+        probe.standardOutput = FileHandle.nullDevice
+        probe.standardError = FileHandle.nullDevice
+        try probe.run(); probe.waitUntilExit()
+        guard probe.terminationStatus != 0 else { return }
+        if ProcessInfo.processInfo.environment["AEDIST_REQUIRE_TEST_TOOLS"] == "1" {
+            XCTFail("\(what) is missing, but cluster/test.sh should have installed it")
+            throw TestToolMissing()
+        }
+        throw XCTSkip("\(what) is not installed (cluster/test.sh installs it)")
+    }
+
+    /// Runs `python3 -c script args...`; returns its standard output, failing the test on a non-zero exit.
+    static func python(_ script: String, _ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let python = Process()
+        python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        python.arguments = ["python3", "-c", script] + arguments
+        let out = Pipe(), err = Pipe()
+        python.standardOutput = out
+        python.standardError = err
+        let outData = Shared(Data())
+        let reading = DispatchGroup()
+        reading.enter()
+        DispatchQueue.global().async { outData.value = out.fileHandleForReading.readDataToEndOfFile(); reading.leave() }
+        try python.run()
+        let errors = err.fileHandleForReading.readDataToEndOfFile()
+        python.waitUntilExit(); reading.wait()
+        XCTAssertEqual(python.terminationStatus, 0, String(decoding: errors, as: UTF8.self), file: file, line: line)
+        return String(decoding: outData.value, as: UTF8.self)
+    }
+}
+
+struct TestToolMissing: Error {}

@@ -16,7 +16,7 @@ final class FamilyPictureTests: XCTestCase {
             let type = String(decoding: data[(i + 4)..<(i + 8)], as: UTF8.self)
             let body = Array(data[(i + 8)..<(i + 8 + length)])
             let crc = UInt32(u32(i + 8 + length))
-            XCTAssertEqual(crc, PNG.crc32(data[(i + 4)..<(i + 8 + length)]), "CRC of \(type)")
+            XCTAssertEqual(crc, CRC32.iso.checksum(data[(i + 4)..<(i + 8 + length)]), "CRC of \(type)")
             out.append((type, body))
             i += 12 + length
         }
@@ -78,7 +78,9 @@ final class FamilyPictureTests: XCTestCase {
             XCTAssertEqual(try pythonDecode(path), "\(image.width) \(image.height) \(image.channels) \(sum) \(zeros)")
         }
         XCTAssertEqual(PNG.adler32(Array("Wikipedia".utf8)), 0x11E6_0398)
-        XCTAssertEqual(PNG.crc32(Array("123456789".utf8)), 0xCBF4_3926)
+        XCTAssertEqual(CRC32.iso.checksum(Array("123456789".utf8)), 0xCBF4_3926)
+        XCTAssertEqual(CRC32.castagnoli.checksum(Array("123456789".utf8)), 0xE306_9283)   // RFC 3720's check value
+        XCTAssertEqual(CRC32.castagnoli.checksum(Array("6789".utf8), continuing: CRC32.castagnoli.checksum(Array("12345".utf8))), 0xE306_9283)
     }
 
     func testGridsHaveTheDocumentedSize() throws {
