@@ -29,6 +29,7 @@ let package = Package(
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5",
                        providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // CPUID: which instruction sets this CPU (and OS) supports.
         .target(name: "CPUFeatures"),
         // Register tiles and the micro-kernel algorithms, inlined into each instruction-set module.
@@ -40,8 +41,8 @@ let package = Package(
                 swiftSettings: fastMath),
         // Layers, losses, autoencoder and VAE, optimizers, random numbers.
         .target(name: "Models", dependencies: ["Kernels"], swiftSettings: fastMath),
-        // HDF5 files: datasets, attributes, atomic writes.
-        .target(name: "Storage", dependencies: ["CHDF5"]),
+        // HDF5 files: datasets, attributes, atomic writes; PNG files (deflated by zlib).
+        .target(name: "Storage", dependencies: ["CHDF5", "CZlib"]),
         // TensorBoard event files (events.pb.swift is generated from Proto/events.proto and committed).
         .target(name: "TensorBoard", dependencies: ["Storage", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
                 exclude: ["Proto"]),

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-release}
-packages="libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools hdf5-plugin-lzf liblzf1 pkg-config"
+packages="libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools hdf5-plugin-lzf liblzf1 zlib1g-dev pkg-config"
 if [ -z "${AEDIST_SKIP_APT:-}" ]; then
   missing=""
   for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

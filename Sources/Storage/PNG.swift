@@ -1,6 +1,6 @@
-// A minimal PNG writer with no dependencies: 8-bit grayscale or RGB, filter 0 on every scanline,
-// the zlib stream made of stored (uncompressed) deflate blocks, with our own CRC-32 and Adler-32.
-// Files are larger than a compressing encoder's, but every PNG reader accepts them.
+// A minimal PNG writer: 8-bit grayscale or RGB, filter 0 on every scanline, the image data
+// deflated by zlib.
+import CZlib
 import Foundation
 
 /// An 8-bit image in memory: `channels` 1 (gray) or 3 (RGB), row-major, `width * height * channels` bytes.
@@ -50,7 +50,7 @@ public enum PNG {
                 raw += p[(y * stride)..<((y + 1) * stride)]
             }
         }
-        appendChunk("IDAT", zlibStored(raw), to: &out)
+        appendChunk("IDAT", zlibStream(raw), to: &out)
         appendChunk("IEND", [], to: &out)
         return out
     }
@@ -63,33 +63,13 @@ public enum PNG {
         }
     }
 
-    /// A zlib stream (RFC 1950) of stored deflate blocks (RFC 1951, BTYPE 00) holding `bytes`.
-    public static func zlibStored(_ bytes: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = [0x78, 0x01]   // deflate, 32 KiB window; FCHECK makes 0x7801 a multiple of 31
-        let maxBlock = 65_535
-        var start = 0
-        repeat {
-            let n = min(maxBlock, bytes.count - start)
-            let final: UInt8 = start + n == bytes.count ? 1 : 0
-            out.append(final)   // BFINAL, BTYPE = 00 (stored); the rest of the byte is padding
-            out += [UInt8(n & 0xFF), UInt8(n >> 8), UInt8(~n & 0xFF), UInt8((~n >> 8) & 0xFF)]
-            out += bytes[start..<(start + n)]
-            start += n
-        } while start < bytes.count
-        out += bigEndian(adler32(bytes))
-        return out
-    }
-
-    /// Adler-32 (RFC 1950) of `bytes`.
-    public static func adler32(_ bytes: [UInt8]) -> UInt32 {
-        var a: UInt32 = 1, b: UInt32 = 0
-        var i = 0
-        while i < bytes.count {
-            let end = min(bytes.count, i + 5552)   // the largest run before the sums can overflow
-            while i < end { a += UInt32(bytes[i]); b += a; i += 1 }
-            a %= 65_521; b %= 65_521
-        }
-        return (b << 16) | a
+    /// The zlib stream (RFC 1950) of `bytes`, deflated at zlib's default level.
+    public static func zlibStream(_ bytes: [UInt8]) -> [UInt8] {
+        var length = compressBound(uLong(bytes.count))
+        var out = [UInt8](repeating: 0, count: Int(length))
+        let status = compress2(&out, &length, bytes, uLong(bytes.count), Z_DEFAULT_COMPRESSION)
+        precondition(status == Z_OK, "zlib compress2 failed (\(status))")   // only out of memory, with a bound-sized buffer
+        return Array(out.prefix(Int(length)))
     }
 
     private static func bigEndian(_ v: UInt32) -> [UInt8] {

@@ -178,33 +178,10 @@ public enum Pictures {
                 let colour = palette[((label % 10) + 10) % 10]
                 for dy in 3..<13 { for dx in 0..<10 { image.set(x: x + dx, y: dy, colour) } }
                 x += 13
-                x = drawText(String(label), into: &image, x: x, y: 3) + 9
+                x = PixelText.draw(String(label), into: &image, x: x, y: 3) + 9
             }
         }
         return image
-    }
-
-    /// 3×5 glyphs of the digits and '-', one row of 3 bits per line (top first).
-    private static let glyphs: [Character: [UInt8]] = [
-        "0": [7, 5, 5, 5, 7], "1": [2, 6, 2, 2, 7], "2": [7, 1, 7, 4, 7], "3": [7, 1, 3, 1, 7],
-        "4": [5, 5, 7, 1, 1], "5": [7, 4, 7, 1, 7], "6": [7, 4, 7, 5, 7], "7": [7, 1, 2, 2, 2],
-        "8": [7, 5, 7, 5, 7], "9": [7, 5, 7, 1, 7], "-": [0, 0, 7, 0, 0],
-    ]
-
-    /// Writes `text` (digits and '-') in black at twice the glyph size with its top-left at (x, y);
-    /// returns the x just past it.
-    static func drawText(_ text: String, into image: inout PixelImage, x: Int, y: Int) -> Int {
-        var left = x
-        for character in text {
-            guard let rows = glyphs[character] else { continue }
-            for (r, bits) in rows.enumerated() {
-                for c in 0..<3 where bits & (4 >> c) != 0 {
-                    for dy in 0..<2 { for dx in 0..<2 { image.set(x: left + 2 * c + dx, y: y + 2 * r + dy, [0, 0, 0]) } }
-                }
-            }
-            left += 8
-        }
-        return left
     }
 
     /// 2-D coordinates of `rows` codes of `width` values: the codes themselves when width is 2 (1: the

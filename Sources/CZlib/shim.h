@@ -1,0 +1,2 @@
+// zlib's deflate, for PNG's compressed image data.
+#include <zlib.h>
