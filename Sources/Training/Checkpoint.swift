@@ -82,6 +82,9 @@ public struct Checkpoint {
     public let record: RunRecord
     /// The inputs' per-feature normalization (nil: none).
     public let normalization: FeatureNormalization?
+    /// The shape of one training row as the train dataset had it ([64], [8, 8], ...); nil in
+    /// checkpoints written before it was kept.
+    public let sampleShape: [Int]?
 
     /// Writes parameters, optimizer state and progress to `path` atomically.
     public static func write(to path: String, config: RunConfig, model: Autoencoder, parameters: FloatBuffer,
@@ -169,6 +172,7 @@ public struct Checkpoint {
         }
         self.record = record
         normalization = try FeatureNormalization.read(from: file, path: path)
+        sampleShape = file.hasAttribute("sample_shape") ? try file.int64ArrayAttribute("sample_shape").map { Int($0) } : nil
     }
 
     /// Loads parameters (and optimizer state, when given) into buffers laid out for `model`.

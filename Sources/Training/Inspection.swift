@@ -56,8 +56,30 @@ public func modelFileConfig(path: String) throws -> RunConfig {
 
 /// Opens a checkpoint (or a PCA file, as its linear autoencoder) and builds its model; `features` is the data's width.
 public func loadModel(checkpointPath: String, features: Int) throws -> LoadedModel {
+    try loadModel(checkpointPath: checkpointPath, features: features, sampleShape: nil, source: nil)
+}
+
+/// The model of a checkpoint (or PCA file) for the rows of `data` (any file and dataset): they
+/// must have the feature count the model was trained on and, when their dataset gives them an
+/// image shape, the model's image shape.
+public func loadModel(checkpointPath: String, for data: DataSplit) throws -> LoadedModel {
+    try loadModel(checkpointPath: checkpointPath, features: data.columns, sampleShape: data.sampleShape, source: data.source)
+}
+
+private func loadModel(checkpointPath: String, features: Int, sampleShape: [Int]?, source: String?) throws -> LoadedModel {
     if PCA.isPCAFile(checkpointPath) { return try PCA.loadModel(path: checkpointPath, features: features) }
     let checkpoint = try Checkpoint(path: checkpointPath)
+    if let trained = checkpoint.sampleShape, let source {
+        let trainedFeatures = trained.reduce(1, *)
+        func shown(_ shape: [Int]) -> String { shape.count > 1 ? " (\(shape.map(String.init).joined(separator: "x")))" : "" }
+        guard features == trainedFeatures else {
+            throw ConfigError("data '\(source)': rows of \(features) features\(shown(sampleShape ?? [])), but the model in '\(checkpointPath)' was trained on rows of \(trainedFeatures) features\(shown(trained))")
+        }
+        let image = checkpoint.config.data.imageShape ?? (trained.count > 1 ? trained : nil)
+        if let sampleShape, sampleShape.count > 1, let image, ImageShape.channelsDropped(sampleShape) != ImageShape.channelsDropped(image) {
+            throw ConfigError("data '\(source)': rows of shape \(sampleShape), but the model in '\(checkpointPath)' was trained on images of shape \(image); give rows of that shape, or flat rows [N, \(trainedFeatures)] to be read as such")
+        }
+    }
     let model = Autoencoder(spec: try checkpoint.config.modelSpec(features: features))
     let parameters = FloatBuffer(count: model.parameterCount)
     try checkpoint.load(model: model, parameters: parameters, optimizer: nil)
@@ -96,7 +118,7 @@ public func evaluateCheckpoint(path: String, dataPath: String?, split: String?, 
         let name = datasetPath(split: split, config: config)
         // Each rank evaluates its rowRange of the split: it holds just those rows.
         let data = try DataSplit(file: file, dataset: name) { rowRange(count: $0, rank: communicator.rank, size: communicator.size) }
-        let loaded = try loadModel(checkpointPath: path, features: data.columns)
+        let loaded = try loadModel(checkpointPath: path, for: data)
         let scale = config.data.scale ?? Datasets.earlierAutomaticScale(data.elementType)
         if importanceSamples != nil, loaded.model.spec.kind != .vae {
             throw ConfigError("--importance-samples: '\(path)' holds a model of kind '\(loaded.model.spec.kind.rawValue)'; the importance-sampled likelihood needs a VAE")

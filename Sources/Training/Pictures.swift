@@ -21,10 +21,16 @@ public struct ImageShape: Equatable, Sendable {
     /// A grayscale picture of a sample shaped `dims`: [H, W], or with a channel axis of 1 before
     /// or after ([H, W, 1] as Keras writes, [1, H, W] as PyTorch does); nil for anything else.
     public init?(sampleShape dims: [Int]) {
-        var d = dims
-        if d.count == 3, d[2] == 1 { d.removeLast() } else if d.count == 3, d[0] == 1 { d.removeFirst() }
+        let d = ImageShape.channelsDropped(dims)
         guard d.count == 2, d[0] > 0, d[1] > 0 else { return nil }
         height = d[0]; width = d[1]
+    }
+
+    /// `dims` without a channel axis of 1 ([H, W, 1] and [1, H, W] are [H, W]).
+    static func channelsDropped(_ dims: [Int]) -> [Int] {
+        var d = dims
+        if d.count == 3, d[2] == 1 { d.removeLast() } else if d.count == 3, d[0] == 1 { d.removeFirst() }
+        return d
     }
 
     /// `override` (from --image-shape), else `known` (a trained model's `data.image_shape`, or an

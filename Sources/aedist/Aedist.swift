@@ -11,7 +11,7 @@ struct Aedist: ParsableCommand {
         commandName: "aedist",
         abstract: "Data-parallel training of autoencoders and VAEs over MPI, on HDF5 data.",
         discussion: "Every command runs the same with or without mpirun; under `mpirun -np N` the work is split across the ranks and only rank 0 prints and writes.",
-        subcommands: [Train.self, Evaluate.self, Inspect.self, PCACommand.self, EncodeCommand.self, ReconstructCommand.self, SampleCommand.self, InterpolateCommand.self, Bench.self])
+        subcommands: [Train.self, Evaluate.self, Inspect.self, PCACommand.self, EncodeCommand.self, ReconstructCommand.self, SampleCommand.self, InterpolateCommand.self, ReportCommand.self, Bench.self])
 }
 
 /// Starts MPI, runs `body`, and turns every failure into a message and an exit status on every rank.

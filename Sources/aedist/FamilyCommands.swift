@@ -98,15 +98,23 @@ struct PCACommand: ParsableCommand {
 struct EncodeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "encode",
-        abstract: "Write the latent codes of a data split (VAE: /mean and /logvar; AE and PCA: /codes).")
+        abstract: "Write the latent codes of a data split (VAE: /mean and /logvar; AE and PCA: /codes).",
+        discussion: "Any file whose rows have the model's feature count (and, for N-D datasets, its image shape) can be encoded: --data FILE --split DATASET. The model's scale and normalization are applied to them. With --beside, each split's codes go into its own dataset's group, named as the input file names them: --split train/images --split test/images writes train/mean, train/logvar, test/mean, test/logvar (AE and PCA: train/codes, test/codes), and the labels beside the images when the input has them.")
 
     @Option(help: "Checkpoint or PCA file.")
     var checkpoint: String
 
-    @OptionGroup var input: DataSelection
+    @Option(help: "Data file (default: the model's data.path).")
+    var data: String?
+
+    @Option(help: "train, test, or a dataset path inside the data file (default: test, or train when there is no test set); repeat it with --beside.")
+    var split: [String] = []
 
     @Option(help: "Output HDF5 file.")
     var out: String
+
+    @Flag(help: "Write each split's codes in the group of its dataset (train/images -> train/mean, train/logvar or train/codes) instead of /mean, /logvar or /codes.")
+    var beside = false
 
     @Option(help: "Also draw the codes as a 2-D map (.png), coloured by label when the data has labels (latent > 2: projected on the codes' first two principal directions).")
     var map: String?
@@ -116,50 +124,74 @@ struct EncodeCommand: ParsableCommand {
     func validate() throws {
         _ = try outputKind(out, option: "--out", allowed: ["h5"])
         if let map { _ = try outputKind(map, option: "--map", allowed: ["png"]) }
+        if split.count > 1 && !beside { throw ValidationError("several --split go into one file with --beside (each split's codes in its own group)") }
+        if split.count > 1 && map != nil { throw ValidationError("--map draws one split: give one --split") }
     }
 
     func run() throws {
-        let (path, dataPath, split, out, mapPath, threads) = (checkpoint, input.data, input.split, self.out, map, compute.threads)
+        let (path, dataPath, out, mapPath, beside, threads) = (checkpoint, data, self.out, map, self.beside, compute.threads)
+        let splits: [String?] = split.isEmpty ? [nil] : split
         runParallel { communicator in
             let pool = threadPool(threads, communicator)
-            let (loaded, split) = try agreeing(communicator) { () -> (LoadedModel, ChosenSplit) in
+            let (loaded, chosen) = try agreeing(communicator) { () -> (LoadedModel, [ChosenSplit]) in
                 let config = try modelFileConfig(path: path)
-                let split = try ChosenSplit(config: config, dataPath: dataPath, split: split)
-                return (try loadModel(checkpointPath: path, features: split.data.columns), split)
+                let chosen = try splits.map { try ChosenSplit(config: config, dataPath: dataPath, split: $0) }
+                let groups = chosen.map { EncodeCommand.group(of: $0.dataset) }
+                if beside, let repeated = Dictionary(grouping: zip(groups, chosen.map(\.dataset)), by: \.0).first(where: { $0.value.count > 1 }) {
+                    throw ConfigError("--beside: \(repeated.value.map(\.1).joined(separator: " and ")) are in the same group '/\(repeated.key)', where their codes would have the same names; encode them into separate files")
+                }
+                return (try loadModel(checkpointPath: path, for: chosen[0].data), chosen)
             }
-            let model = loaded.model, n = split.data.rows, width = model.codeWidth, z = model.spec.latent
-            let range = rowRange(count: n, rank: communicator.rank, size: communicator.size)
-            let rows = try agreeing(communicator) { try split.rows(Array(range)) }
-            let local = Training.encode(model: model, parameters: loaded.parameters, data: rows, input: split.input(for: loaded),
-                                        indices: Array(0..<range.count), pool: pool).codes
-            let codes = try shareRows(local, range: range, total: n, width: width, communicator: communicator)
+            let model = loaded.model, width = model.codeWidth, z = model.spec.latent
+            var written: [(split: ChosenSplit, codes: [Float], labels: [Int]?)] = []
+            for (index, split) in chosen.enumerated() {
+                // The rows of every split must fit the model (the first was checked as it loaded).
+                if index > 0 { _ = try agreeing(communicator) { try loadModel(checkpointPath: path, for: split.data) } }
+                let n = split.data.rows
+                let range = rowRange(count: n, rank: communicator.rank, size: communicator.size)
+                let rows = try agreeing(communicator) { try split.rows(Array(range)) }
+                let local = Training.encode(model: model, parameters: loaded.parameters, data: rows, input: split.input(for: loaded),
+                                            indices: Array(0..<range.count), pool: pool).codes
+                let codes = try shareRows(local, range: range, total: n, width: width, communicator: communicator)
+                written.append((split, codes, communicator.isRoot ? split.labels() : nil))
+            }
             try onRoot(communicator) {
-                let labels = split.labels()
+                var lines: [String] = []
                 try writeAtomically(to: out) { file in
                     try file.setAttribute("model", path)
                     try file.setAttribute("model_kind", PCA.isPCAFile(path) ? "pca" : model.spec.kind.rawValue)
-                    try file.setAttribute("source", split.data.source)
-                    if model.spec.kind == .vae {
-                        let (mean, logvar) = model.splitCodes(codes, rows: n)
-                        try file.write(mean, shape: [n, z], to: "/mean")
-                        try file.write(logvar, shape: [n, z], to: "/logvar")
-                    } else {
-                        try file.write(codes, shape: [n, z], to: "/codes")
+                    try file.setAttribute("source", written.map(\.split.data.source).joined(separator: ", "))
+                    for (split, codes, labels) in written {
+                        let n = split.data.rows, group = beside ? EncodeCommand.group(of: split.dataset) : ""
+                        let prefix = group.isEmpty ? "/" : "/\(group)/"
+                        if model.spec.kind == .vae {
+                            let (mean, logvar) = model.splitCodes(codes, rows: n)
+                            try file.write(mean, shape: [n, z], to: prefix + "mean")
+                            try file.write(logvar, shape: [n, z], to: prefix + "logvar")
+                        } else {
+                            try file.write(codes, shape: [n, z], to: prefix + "codes")
+                        }
+                        if let labels { try file.write(labels.map { Int64($0) }, shape: [n], to: prefix + "labels") }
+                        let names = model.spec.kind == .vae ? "\(prefix)mean, \(prefix)logvar" : "\(prefix)codes"
+                        lines.append("encode: \(n) rows of \(split.data.source) -> \(out) (\(names) [\(n), \(z)])")
                     }
-                    if let labels { try file.write(labels.map { Int64($0) }, shape: [n], to: "/labels") }
                 }
-                var line = "encode: \(n) rows of \(split.data.source) -> \(out) (\(model.spec.kind == .vae ? "/mean, /logvar" : "/codes") [\(n), \(z)])"
-                if let mapPath {
-                    let latent = model.spec.kind == .vae
-                        ? (0..<n).flatMap { r in codes[(r * width)..<(r * width + z)] } : codes
-                    let image = Pictures.map(points: Pictures.planar(codes: latent, rows: n, width: z), labels: labels)
-                    try PNG.write(image, to: mapPath)
-                    line += "; map \(mapPath)" + (labels == nil ? " (no labels)" : " (coloured by label)")
+                lines.forEach { print($0) }
+                if let mapPath, let (split, codes, labels) = written.first {
+                    let n = split.data.rows
+                    let latent = model.spec.kind == .vae ? (0..<n).flatMap { r in codes[(r * width)..<(r * width + z)] } : codes
+                    try PNG.write(Pictures.map(points: Pictures.planar(codes: latent, rows: n, width: z), labels: labels), to: mapPath)
+                    print("encode: map \(mapPath)" + (labels == nil ? " (no labels)" : " (coloured by label)"))
                 }
-                print(line)
             }
             return 0
         }
+    }
+
+    /// The group holding a dataset: "train/images" -> "train", "images" -> "" (the root).
+    static func group(of dataset: String) -> String {
+        let parts = dataset.split(separator: "/")
+        return parts.dropLast().joined(separator: "/")
     }
 }
 
@@ -198,7 +230,7 @@ struct ReconstructCommand: ParsableCommand {
                 guard count <= split.data.rows else {
                     throw ConfigError("--count \(count): '\(split.data.source)' has only \(split.data.rows) rows")
                 }
-                let models = try paths.map { try loadModel(checkpointPath: $0, features: split.data.columns) }
+                let models = try paths.map { try loadModel(checkpointPath: $0, for: split.data) }
                 let shape = try ImageShape.resolve(override: shapeText, known: split.pictureShape(config: models[0].config),
                                                    dataFile: split.file, features: split.data.columns)
                 return (models, split, shape)
@@ -340,7 +372,7 @@ struct InterpolateCommand: ParsableCommand {
                 }
                 let shape = png ? try ImageShape.resolve(override: shapeText, known: split.pictureShape(config: config),
                                                          dataFile: split.file, features: split.data.columns) : nil
-                return (try loadModel(checkpointPath: path, features: split.data.columns), split, shape)
+                return (try loadModel(checkpointPath: path, for: split.data), split, shape)
             }
             let rows = try agreeing(communicator) { try split.rows(Array(0..<(2 * pairs))) }
             let r = Training.interpolate(model: loaded.model, parameters: loaded.parameters, data: rows,
@@ -357,6 +389,36 @@ struct InterpolateCommand: ParsableCommand {
                     }
                 }
                 print("interpolate: \(pairs) pair(s) x \(steps) steps -> \(out)")
+            }
+            return 0
+        }
+    }
+}
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Write a run's report: RUN_DIR/report/index.html (self-contained: its pictures are embedded) and its PNGs.",
+        discussion: "Loss curves from metrics.jsonl; reconstructions, prior samples (VAE), an interpolation and the latent map of checkpoints/best.h5 when early stopping kept one, else of the newest checkpoint; the run's summary and configuration.")
+
+    @Argument(help: "The run directory (run_dir).")
+    var runDirectory: String
+
+    @Option(help: "Folder for index.html and the PNGs (default: RUN_DIR/report).")
+    var out: String?
+
+    @Option(help: "Data file for the pictures (default: the run's data.path).")
+    var data: String?
+
+    @OptionGroup var compute: ComputeOptions
+
+    func run() throws {
+        let report = RunReport(runDirectory: runDirectory, folder: out, dataPath: data)
+        let threads = compute.threads
+        runParallel { communicator in
+            try onRoot(communicator) {
+                let written = try report.write(pool: threadPool(threads, communicator))
+                print("report: \(written.page) (\(written.pictures.count) pictures)")
             }
             return 0
         }
