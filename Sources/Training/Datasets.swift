@@ -59,6 +59,16 @@ public struct Datasets {
             try evaluated(file: d.testPath ?? d.path, dataset: $0,
                           hint: "set data.test to the test split's dataset, or data.test: null (--set data.test=null) to train without one")
         }
+        if let labels = d.labels {
+            // Read only by the report's latent map, but a wrong name is better said now than after the run.
+            let file = try HDF5File(readingAt: d.path)
+            defer { file.close() }
+            guard file.kind(of: labels) == .dataset else { throw ConfigError("key 'data.labels': no dataset '\(labels)' in '\(d.path)'") }
+            let shape = try file.shape(ofDataset: labels)
+            guard shape.first == whole.rows, shape.count == 1 || shape.dropFirst().allSatisfy({ $0 == 1 }) else {
+                throw ConfigError("key 'data.labels': '\(labels)' has shape \(shape); expected one label per train row, [\(whole.rows)]")
+            }
+        }
         for (name, split) in [("validation", validation), ("test", test)] {
             if let split, split.columns != train.columns {
                 throw ConfigError("\(name) set '\(split.source)' has \(split.columns) features but the train set '\(train.source)' has \(train.columns)")

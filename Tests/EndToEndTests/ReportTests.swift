@@ -97,6 +97,14 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(r.stdout.hasSuffix("(3 pictures)\n"), r.stdout)   // the curves: loss, and the VAE's two terms
         let html = try String(contentsOf: root.appendingPathComponent("out/index.html"), encoding: .utf8)
         XCTAssertTrue(html.contains("is not here"), html)
+        // data.labels names the train rows' labels for the map; a wrong one is refused as training starts.
+        let labelled = root.appendingPathComponent("labelled")
+        XCTAssertEqual(try Launcher.run(smallRun + ["--set", "train.max_steps=5", "--set", "data.labels=train/labels", "--run-dir", labelled.path]).status, 0)
+        XCTAssertEqual(try Launcher.run(["report", labelled.path]).status, 0)
+        XCTAssertTrue(try String(contentsOf: labelled.appendingPathComponent("report/index.html"), encoding: .utf8).contains("coloured by train/labels"))
+        let wrong = try Launcher.run(smallRun + ["--set", "data.labels=test/labels", "--run-dir", root.appendingPathComponent("wrong").path])
+        XCTAssertEqual(wrong.status, 1)
+        XCTAssertTrue(wrong.stderr.contains("key 'data.labels': 'test/labels' has shape [297]; expected one label per train row, [1500]"), wrong.stderr)
         let bad = try Launcher.run(["report", root.path])
         XCTAssertEqual(bad.status, 1)
         XCTAssertTrue(bad.stderr.contains("run directory '\(root.path)': no config.yaml"), bad.stderr)
