@@ -499,8 +499,8 @@ public final class Trainer {
                      workspace: evaluationWorkspace, communicator: communicator, pool: pool)
     }
 
-    /// Rank 0 writes the checkpoint of this step (or early stopping's best model, at `path`); all
-    /// ranks learn whether it worked before going on.
+    /// Rank 0 writes the checkpoint of this step (or, given `bestPath`, early stopping's best
+    /// model there); all ranks learn whether it worked before going on.
     private func writeCheckpoint(to bestPath: String? = nil) throws {
         let path = bestPath ?? checkpoints.file(forStep: progress.step)
         watchdog.beginCheckpoint(step: progress.step - 1)

@@ -115,6 +115,11 @@ final class FaultTests: XCTestCase {
         try expectFailure("batch not divisible by ranks", ["--set", "train.batch_size=33", "--set", "train.micro_batch=1"], expected: "2 ranks cannot split train.batch_size 33 (micro_batch 1): it does not divide evenly by 2. Rank counts that work for this batch: 1, 33;")
         try expectFailure("run directory not writable", ["--run-dir", "/proc/aedist-run"], expected: "run_dir '/proc/aedist-run'")
         try expectFailure("more memory than available", ["--set", "model.encoder=[100000000]"], expected: "the run needs about")
+        try expectFailure("validation fraction out of range", ["--set", "data.validation=1.5"], expected: "key 'data.validation': expected a fraction of the train rows in (0, 1)")
+        try expectFailure("validation dataset absent", ["--set", "data.validation=valid/images"], expected: "valid/images")
+        try expectFailure("early stopping with nothing to watch", ["--set", "train.early_stopping={patience: 2}", "--set", "data.test=null"],
+                          expected: "key 'train.early_stopping': it watches the validation loss (data.validation) or else the test loss (data.test), but both are null")
+        try expectFailure("labels of another length", ["--set", "data.labels=test/labels"], expected: "key 'data.labels': 'test/labels' has shape [297]")
         try expectFailure("checkpoint that is not a checkpoint", ["--resume", "\(Launcher.packageRoot.path)/data/digits.h5"], expected: "not a complete aedist checkpoint")
     }
 

@@ -80,6 +80,17 @@ final class SteeringTests: XCTestCase {
         XCTAssertEqual(try events(again, "validation").last!["loss"] as? Double, streamed)
     }
 
+    func testAValidationDatasetIsEvaluatedLikeTheTestSplit() throws {
+        let dir = Launcher.temporaryDirectory("validation-dataset")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // The test rows named as the validation dataset too: the two losses of each epoch are one number.
+        let r = try train(dir, np: 2, ["--set", "data.validation=test/images", "--set", "train.epochs=2", "--set", "data.residency=sharded"])
+        XCTAssertTrue(r.stdout.contains("1500 training rows"), r.stdout)
+        let validation = try events(dir, "validation").map { $0["loss"] as! Double }
+        XCTAssertEqual(validation.count, 2)
+        XCTAssertEqual(validation, try events(dir, "test").map { $0["loss"] as! Double })
+    }
+
     func testEarlyStoppingKeepsTheBestStopsDecidesTheSameAfterAResumeAndAStoppedRunStaysStopped() throws {
         let root = Launcher.temporaryDirectory("early")
         defer { try? FileManager.default.removeItem(at: root) }
