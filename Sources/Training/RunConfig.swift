@@ -51,6 +51,7 @@ public enum ValidationSource: Equatable, Sendable {
 public struct EarlyStoppingSettings: Equatable, Sendable {
     public var patience: Int
     public var minDelta: Double
+    public init(patience: Int, minDelta: Double) { self.patience = patience; self.minDelta = minDelta }
 }
 
 public struct TrainSettings: Equatable, Sendable {

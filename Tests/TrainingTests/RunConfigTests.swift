@@ -15,6 +15,21 @@ final class RunConfigTests: XCTestCase {
         do { _ = try body(); return "no error" } catch { return "\(error)" }
     }
 
+    /// Every shipped configuration loads, and its resolved YAML reads back to the same configuration.
+    func testEveryShippedConfigurationLoads() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("configs")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".yaml") }
+        XCTAssertGreaterThanOrEqual(files.count, 6)
+        for name in files {
+            let c = try RunConfig.load(file: folder.appendingPathComponent(name).path)
+            XCTAssertEqual(try RunConfig.parse(yaml: c.yaml, origin: name), c, name)
+        }
+        let steered = try RunConfig.load(file: folder.appendingPathComponent("mnist-vae-steered.yaml").path)
+        XCTAssertEqual(steered.data.validation, .fraction(0.1))
+        XCTAssertEqual(steered.train.earlyStopping, EarlyStoppingSettings(patience: 3, minDelta: 0.1))
+    }
+
     func testDefaultsMatchTheSpec() throws {
         let c = try RunConfig.load(file: nil)
         XCTAssertEqual(c.model.kind, .vae)
