@@ -57,9 +57,8 @@ public final class Autoencoder: @unchecked Sendable {
         }
         var layers: [any Layer] = [], offset = 0
         func add(_ layer: any Layer) { layers.append(layer); offset = layer.parameters.upperBound }
-        func site(_ section: ModelSection, _ index: Int, name: String, activation: Activation) -> LayerSite {
-            LayerSite(section: section, index: index, name: name, activation: activation, offset: offset,
-                      dataHasImageShape: spec.imageShape != nil)
+        func site(_ index: Int, name: String, activation: Activation) -> LayerSite {
+            LayerSite(index: index, name: name, activation: activation, offset: offset, dataHasImageShape: spec.imageShape != nil)
         }
         func problem(_ section: ModelSection, _ error: Error) -> ModelProblem {
             ModelProblem("key '\(section.key)': " + ((error as? ModelProblem)?.text ?? "\(error)"))
@@ -71,7 +70,7 @@ public final class Autoencoder: @unchecked Sendable {
                 return .failure(ModelProblem("key 'model.encoder': entry \(i + 1) is a \(kind.noun); those belong in model.decoder"))
             }
             do {
-                add(try entry.kind.encoderLayer(at: site(.encoder, i, name: "encoder.\(i)", activation: spec.activation), input: shapes.last!))
+                add(try entry.kind.encoderLayer(at: site(i, name: "encoder.\(i)", activation: spec.activation), input: shapes.last!))
             } catch { return .failure(problem(.encoder, error)) }
             shapes.append(layers.last!.output)
         }
@@ -92,7 +91,7 @@ public final class Autoencoder: @unchecked Sendable {
         // entry's mirror, last first, ending on the data's shape.
         let decoder = spec.decoder ?? [.dense(top.count)] + zip(spec.encoder, shapes).reversed().map { $0.kind.mirror(input: $1) }
         let decoderShapes: [FeatureShape]
-        switch Autoencoder.decoderShapes(decoder, latent: z, data: input, site: { site(.decoder, $0, name: "", activation: .linear) }) {
+        switch Autoencoder.decoderShapes(decoder, latent: z, data: input, site: { site($0, name: "", activation: .linear) }) {
         case .success(let found): decoderShapes = found
         case .failure(let error):
             precondition(spec.decoder != nil, "the mirror of a valid encoder is a valid decoder: \(error.text)")
@@ -100,7 +99,7 @@ public final class Autoencoder: @unchecked Sendable {
         }
         for (i, entry) in decoder.enumerated() {
             let last = i == decoder.count - 1
-            let at = site(.decoder, i, name: last ? "decoder.out" : "decoder.\(i)", activation: last ? .linear : spec.activation)
+            let at = site(i, name: last ? "decoder.out" : "decoder.\(i)", activation: last ? .linear : spec.activation)
             add(entry.kind.decoderLayer(at: at, input: decoderShapes[i], output: decoderShapes[i + 1]))
         }
         return .success((layers, code))

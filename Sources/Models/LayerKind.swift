@@ -31,7 +31,6 @@ struct ModelProblem: Error {
 /// Where a layer is built: its entry, its checkpoint name, its activation and its place in the
 /// parameter buffer.
 struct LayerSite {
-    let section: ModelSection
     /// 0-based position in its list.
     let index: Int
     let name: String

@@ -3,6 +3,7 @@
 import Foundation
 import Models
 import Storage
+import TensorBoard
 
 public enum CheckpointFormat {
     public static let name = "aedist-checkpoint"
@@ -51,9 +52,9 @@ public struct EarlyStoppingState: Equatable, Sendable {
     public var epochsSinceBest = 0
 
     /// Takes an epoch's monitored loss; returns whether it is the new best (below the best by
-    /// more than `minDelta`, as Keras counts it).
+    /// more than `minDelta`, as Keras counts it). A loss that is not finite never is.
     public mutating func observe(_ loss: Double, step: Int, epoch: Int, minDelta: Double) -> Bool {
-        if let best = bestLoss, !(loss < best - minDelta) {
+        if !loss.isFinite || bestLoss.map({ !(loss < $0 - minDelta) }) == true {
             epochsSinceBest += 1
             return false
         }
@@ -254,7 +255,7 @@ public struct CheckpointDirectory {
             for file in list().map(\.path) + (fm.fileExists(atPath: best) ? [best] : []) {
                 try fm.moveItem(atPath: file, toPath: target + "/checkpoints/" + URL(fileURLWithPath: file).lastPathComponent)
             }
-            let events = ((try? fm.contentsOfDirectory(atPath: runDirectory)) ?? []).filter { $0.contains(".tfevents.") }
+            let events = ((try? fm.contentsOfDirectory(atPath: runDirectory)) ?? []).filter(EventFile.isEventFile)
             for name in ["metrics.jsonl", "config.yaml", "summary.json", "report"] + events
             where fm.fileExists(atPath: runDirectory + "/" + name) {
                 try fm.moveItem(atPath: runDirectory + "/" + name, toPath: target + "/" + name)

@@ -60,12 +60,13 @@ public final class DataSplit: @unchecked Sendable {
     }
 
     /// Opens a split with the rows `residency` keeps on this rank: all of them, the rank's
-    /// share (`rowRange`), or none.
-    public convenience init(file: String, dataset: String, residency: Residency, rank: Int, size: Int) throws {
+    /// `share` (training's `rowRange`, or an evaluation's `evaluationRows`), or none.
+    public convenience init(file: String, dataset: String, residency: Residency, rank: Int, size: Int,
+                            share: (_ count: Int, _ rank: Int, _ size: Int) -> Range<Int> = rowRange) throws {
         try self.init(file: file, dataset: dataset) { rows in
             switch residency {
             case .replicated, .auto: return 0..<rows
-            case .sharded: return rowRange(count: rows, rank: rank, size: size)
+            case .sharded: return share(rows, rank, size)
             case .streamed: return nil
             }
         }

@@ -32,10 +32,10 @@ public struct Datasets {
                                                           window: d.shuffleWindow)
         let whole = try DataSplit(file: d.path, dataset: d.train, residency: residency, rank: rank, size: size)
         trainDataset = whole
-        // Evaluation splits an evaluated dataset's rows by rowRange: sharded, each rank holds just those.
+        // Evaluations split a dataset's rows by evaluationRows: sharded, each rank holds just those.
         let kept = residency
         func evaluated(file: String, dataset: String, hint: String) throws -> DataSplit {
-            do { return try DataSplit(file: file, dataset: dataset, residency: kept, rank: rank, size: size) }
+            do { return try DataSplit(file: file, dataset: dataset, residency: kept, rank: rank, size: size, share: evaluationRows) }
             catch let error as StorageError where error.description.contains("no such object") {
                 throw ConfigError("\(error); \(hint)")
             }
@@ -107,7 +107,8 @@ public struct Datasets {
             for split in splits {
                 let found = try split.firstNonFiniteRow(communicator)
                 try agreeing(communicator) {
-                    if let row = found { throw ConfigError("data '\(split.source)': row \(row) holds NaN or infinite values") }
+                    // A validation fraction, or the rows it leaves, counts its own rows: name the file's.
+                    if let row = found { throw ConfigError("data '\(split.source)': row \(split.selection?.physical(row) ?? row) holds NaN or infinite values") }
                 }
             }
         }

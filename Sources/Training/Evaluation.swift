@@ -28,6 +28,13 @@ public func rowRange(count: Int, rank: Int, size: Int) -> Range<Int> {
 /// Rows per block of an evaluation's sums: each block is summed in row order by one rank.
 let evaluationBlockRows = 1024
 
+/// The rows rank `rank` of `size` evaluates: its `rowRange` of the evaluation's blocks. An evaluated
+/// split that is sharded holds just these on each rank.
+public func evaluationRows(count: Int, rank: Int, size: Int) -> Range<Int> {
+    let blocks = rowRange(count: (count + evaluationBlockRows - 1) / evaluationBlockRows, rank: rank, size: size)
+    return min(count, blocks.lowerBound * evaluationBlockRows)..<min(count, blocks.upperBound * evaluationBlockRows)
+}
+
 /// The mean losses of `model` over all rows of `data`, the same bits at any rank count: the rows
 /// are cut into blocks of `evaluationBlockRows`, each rank takes its `rowRange` of the blocks and
 /// sums each block in row order (batches of the workspace's capacity from the block's start, so

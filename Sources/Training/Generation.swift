@@ -199,7 +199,7 @@ public func importanceSampledLikelihood(model: Autoencoder, parameters: FloatBuf
     precondition(model.spec.kind == .vae && k >= 1)
     let z = model.spec.latent
     let ws = Workspace(model: model, capacity: 256)
-    let range = rowRange(count: data.rows, rank: communicator.rank, size: communicator.size)
+    let range = evaluationRows(count: data.rows, rank: communicator.rank, size: communicator.size)   // the rows eval holds
     var indices = [Int](repeating: 0, count: ws.capacity)
     var logWeights = [Double](repeating: 0, count: ws.capacity * k)
     var total = [0.0, 0.0]

@@ -56,30 +56,8 @@ public func modelFileConfig(path: String) throws -> RunConfig {
 
 /// Opens a checkpoint (or a PCA file, as its linear autoencoder) and builds its model; `features` is the data's width.
 public func loadModel(checkpointPath: String, features: Int) throws -> LoadedModel {
-    try loadModel(checkpointPath: checkpointPath, features: features, sampleShape: nil, source: nil)
-}
-
-/// The model of a checkpoint (or PCA file) for the rows of `data` (any file and dataset): they
-/// must have the feature count the model was trained on and, when their dataset gives them an
-/// image shape, the model's image shape.
-public func loadModel(checkpointPath: String, for data: DataSplit) throws -> LoadedModel {
-    try loadModel(checkpointPath: checkpointPath, features: data.columns, sampleShape: data.sampleShape, source: data.source)
-}
-
-private func loadModel(checkpointPath: String, features: Int, sampleShape: [Int]?, source: String?) throws -> LoadedModel {
     if PCA.isPCAFile(checkpointPath) { return try PCA.loadModel(path: checkpointPath, features: features) }
     let checkpoint = try Checkpoint(path: checkpointPath)
-    if let trained = checkpoint.sampleShape, let source {
-        let trainedFeatures = trained.reduce(1, *)
-        func shown(_ shape: [Int]) -> String { shape.count > 1 ? " (\(shape.map(String.init).joined(separator: "x")))" : "" }
-        guard features == trainedFeatures else {
-            throw ConfigError("data '\(source)': rows of \(features) features\(shown(sampleShape ?? [])), but the model in '\(checkpointPath)' was trained on rows of \(trainedFeatures) features\(shown(trained))")
-        }
-        let image = checkpoint.config.data.imageShape ?? (trained.count > 1 ? trained : nil)
-        if let sampleShape, sampleShape.count > 1, let image, ImageShape.channelsDropped(sampleShape) != ImageShape.channelsDropped(image) {
-            throw ConfigError("data '\(source)': rows of shape \(sampleShape), but the model in '\(checkpointPath)' was trained on images of shape \(image); give rows of that shape, or flat rows [N, \(trainedFeatures)] to be read as such")
-        }
-    }
     let model = Autoencoder(spec: try checkpoint.config.modelSpec(features: features))
     let parameters = FloatBuffer(count: model.parameterCount)
     try checkpoint.load(model: model, parameters: parameters, optimizer: nil)
@@ -88,6 +66,37 @@ private func loadModel(checkpointPath: String, features: Int, sampleShape: [Int]
     }
     return LoadedModel(path: checkpointPath, config: checkpoint.config, model: model, parameters: parameters,
                        normalization: checkpoint.normalization)
+}
+
+/// The model of a checkpoint (or PCA file) for the rows of `data` (any file and dataset): they
+/// must fit it (`LoadedModel.check`).
+public func loadModel(checkpointPath: String, for data: DataSplit) throws -> LoadedModel {
+    if !PCA.isPCAFile(checkpointPath), let trained = try Checkpoint(path: checkpointPath).sampleShape {
+        // Before the model is built for the rows' width: a wrong width would fail there, less clearly.
+        try checkRows(data, trainedFeatures: trained.reduce(1, *), trainedShape: trained, model: checkpointPath)
+    }
+    let loaded = try loadModel(checkpointPath: checkpointPath, features: data.columns)
+    try loaded.check(data)
+    return loaded
+}
+
+extension LoadedModel {
+    /// Refuses rows that do not fit the model: another feature count, or an image shape of their
+    /// own (an N-D dataset) other than the model's. Flat rows of the right width always fit.
+    public func check(_ data: DataSplit) throws {
+        try checkRows(data, trainedFeatures: model.spec.inputs, trainedShape: config.data.imageShape, model: path)
+    }
+}
+
+private func checkRows(_ data: DataSplit, trainedFeatures: Int, trainedShape: [Int]?, model path: String) throws {
+    func shown(_ shape: [Int]?) -> String { (shape?.count ?? 0) > 1 ? " (\(shape!.map(String.init).joined(separator: "x")))" : "" }
+    guard data.columns == trainedFeatures else {
+        throw ConfigError("data '\(data.source)': rows of \(data.columns) features\(shown(data.sampleShape)), but the model in '\(path)' was trained on rows of \(trainedFeatures) features\(shown(trainedShape))")
+    }
+    if data.sampleShape.count > 1, let image = trainedShape, image.count > 1,
+       ImageShape.channelsDropped(data.sampleShape) != ImageShape.channelsDropped(image) {
+        throw ConfigError("data '\(data.source)': rows of shape \(data.sampleShape), but the model in '\(path)' was trained on images of shape \(image); give rows of that shape, or flat rows [N, \(trainedFeatures)] to be read as such")
+    }
 }
 
 /// The file a split lives in: `--data` when given, else the test split's `data.test_path` (when
@@ -116,8 +125,8 @@ public func evaluateCheckpoint(path: String, dataPath: String?, split: String?, 
         let config = try modelFileConfig(path: path)
         let file = dataFile(split: split, config: config, dataPath: dataPath)
         let name = datasetPath(split: split, config: config)
-        // Each rank evaluates its rowRange of the split: it holds just those rows.
-        let data = try DataSplit(file: file, dataset: name) { rowRange(count: $0, rank: communicator.rank, size: communicator.size) }
+        // Each rank evaluates its evaluationRows of the split: it holds just those rows.
+        let data = try DataSplit(file: file, dataset: name) { evaluationRows(count: $0, rank: communicator.rank, size: communicator.size) }
         let loaded = try loadModel(checkpointPath: path, for: data)
         let scale = config.data.scale ?? Datasets.earlierAutomaticScale(data.elementType)
         if importanceSamples != nil, loaded.model.spec.kind != .vae {

@@ -41,7 +41,9 @@ public struct RunReport {
         let summary = TrainSummary.read(runDirectory: runDirectory)
         var sections = curves(metrics, config: config)
         let checkpoints = CheckpointDirectory(runDirectory: runDirectory)
-        let chosen = FileManager.default.fileExists(atPath: checkpoints.best) ? checkpoints.best : checkpoints.list().first?.path
+        // The best model while early stopping is on (a run resumed without it goes on past it).
+        let best = config.train.earlyStopping != nil && FileManager.default.fileExists(atPath: checkpoints.best)
+        let chosen = best ? checkpoints.best : checkpoints.list().first?.path
         if let chosen {
             sections += try pictures(of: chosen, config: config, pool: pool)
         } else {
@@ -49,14 +51,16 @@ public struct RunReport {
         }
         do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
         catch { throw ConfigError("--out '\(folder)': cannot create it: \(error.localizedDescription)") }
-        var written: [String] = []
+        var written: [String] = [], png: [String: Data] = [:]
         for section in sections {
             guard let file = section.file, let image = section.image else { continue }
-            try PNG.write(image, to: folder + "/" + file)
+            png[file] = image.pngData
+            do { try png[file]!.write(to: URL(fileURLWithPath: folder + "/" + file), options: .atomic) }
+            catch { throw ConfigError("'\(folder)/\(file)': cannot write the picture: \(error.localizedDescription)") }
             written.append(folder + "/" + file)
         }
         let page = folder + "/index.html"
-        let html = self.html(sections: sections, config: config, summary: summary, checkpoint: chosen,
+        let html = self.html(sections: sections, png: png, config: config, summary: summary, checkpoint: chosen,
                              configText: (try? String(contentsOfFile: configPath, encoding: .utf8)) ?? "")
         do { try Data(html.utf8).write(to: URL(fileURLWithPath: page), options: .atomic) }
         catch { throw ConfigError("'\(page)': cannot write the report: \(error.localizedDescription)") }
@@ -179,7 +183,8 @@ public struct RunReport {
         return (values.prefix(count).map { Int($0) }, "coloured by \(dataset)")
     }
 
-    private func html(sections: [Section], config: RunConfig, summary: [String: Any]?, checkpoint: String?, configText: String) -> String {
+    private func html(sections: [Section], png: [String: Data], config: RunConfig, summary: [String: Any]?, checkpoint: String?,
+                      configText: String) -> String {
         func escape(_ s: String) -> String {
             s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
         }
@@ -197,8 +202,8 @@ public struct RunReport {
         body += "<p>Pictures of the model in <code>\(escape(checkpoint ?? "none"))</code>.</p>\n"
         for section in sections {
             body += "<h2>\(escape(section.title))</h2>\n"
-            if let file = section.file, let image = section.image {
-                body += "<figure><img src=\"data:image/png;base64,\(image.pngData.base64EncodedString())\" alt=\"\(escape(section.title))\" width=\"\(image.width)\" height=\"\(image.height)\" data-file=\"\(file)\">"
+            if let file = section.file, let image = section.image, let data = png[file] {
+                body += "<figure><img src=\"data:image/png;base64,\(data.base64EncodedString())\" alt=\"\(escape(section.title))\" width=\"\(image.width)\" height=\"\(image.height)\" data-file=\"\(file)\">"
                 body += "<figcaption>\(escape(section.caption)) (<a href=\"\(file)\">\(file)</a>)</figcaption></figure>\n"
             } else {
                 body += "<p>\(escape(section.caption))</p>\n"

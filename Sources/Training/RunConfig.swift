@@ -245,7 +245,7 @@ public struct RunConfig: Equatable, Sendable {
         data.shuffleWindow = try r.int("data.shuffle_window", minimum: 1)
         data.labels = try r.optionalString("data.labels")
         if let n = r.values["data.validation"], case .scalar(let scalar) = n, n.null == nil {
-            if let f = n.float {
+            if scalar.style == .plain, let f = n.float {   // a quoted '0.5' is a dataset's name
                 guard f > 0, f < 1 else { throw r.error("data.validation", "a fraction of the train rows in (0, 1), a dataset of data.path, or null") }
                 data.validation = .fraction(f)
             } else {

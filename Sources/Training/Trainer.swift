@@ -167,7 +167,8 @@ public final class Trainer {
             let data = try Datasets(config: c, communicator: communicator, estimate: &estimate)
             try estimate.check(ranksOnNode: communicator.localSize)
             if data.train.rows < plan.global {
-                throw ConfigError("data '\(data.train.source)': \(data.train.rows) rows, fewer than train.batch_size \(plan.global)")
+                let heldOut = data.train.selection == nil ? "" : " (after data.validation holds out \(data.trainDataset.rows - data.train.rows))"
+                throw ConfigError("data '\(data.train.source)': \(data.train.rows) rows\(heldOut), fewer than train.batch_size \(plan.global)")
             }
             if rank == 0 { try Trainer.prepareRunDirectory(c) }
             return (data, plan)
@@ -207,7 +208,7 @@ public final class Trainer {
             case .never:
                 if let newest = checkpoints.list().first {
                     guard archivePrevious else {
-                        throw ConfigError("run_dir '\(c.runDirectory)' already holds checkpoints (newest: \(newest.path)); --resume never would start a second run beside them. To start fresh: give another --run-dir, or add --archive-previous to move the earlier run's checkpoints, metrics.jsonl and config.yaml into \(c.runDirectory)/previous/ (nothing is deleted); or --resume auto to continue it")
+                        throw ConfigError("run_dir '\(c.runDirectory)' already holds checkpoints (newest: \(newest.path)); --resume never would start a second run beside them. To start fresh: give another --run-dir, or add --archive-previous to move the earlier run's checkpoints, metrics.jsonl, config.yaml, summary.json, TensorBoard events and report into \(c.runDirectory)/previous/ (nothing is deleted); or --resume auto to continue it")
                     }
                     let target = try checkpoints.moveAside(runDirectory: c.runDirectory)
                     console.progress("aedist: moved the earlier run in \(c.runDirectory) into \(target)")
@@ -248,6 +249,7 @@ public final class Trainer {
             } else if record.runID.isEmpty {
                 record.runID = RunRecord.newRunID()   // a checkpoint from before run ids: name the run from here on
             }
+            try setAsideStaleBest()
             try RunLog.cutMetrics(path: RunLog.metricsPath(runDirectory: c.runDirectory), toStep: chosen.isEmpty ? 0 : progress.step,
                                runID: record.runID)
             try c.yaml.write(toFile: c.runDirectory + "/config.yaml", atomically: true, encoding: .utf8)
@@ -277,6 +279,26 @@ public final class Trainer {
         let best = Double(bitPattern: UInt64(bitPattern: counters[4]))
         record.earlyStopping = EarlyStoppingState(bestLoss: best.isNaN ? nil : best, bestStep: Int(counters[5]),
                                                   bestEpoch: Int(counters[6]), epochsSinceBest: Int(counters[7]))
+    }
+
+    /// A `best.h5` that is not the best of the run as it now resumes (another run's, one written
+    /// after the step resumed from by a branch now abandoned, or a damaged file) is renamed
+    /// `best-step-NNNNNNNNN.h5`, with a warning: kept, but not taken for this run's best (rank 0).
+    private func setAsideStaleBest() throws {
+        let path = checkpoints.best
+        guard FileManager.default.fileExists(atPath: path) else { return }
+        let best = try? Checkpoint(path: path)
+        if let best, best.record.runID == record.runID, best.progress.step == record.earlyStopping.bestStep { return }
+        let name = checkpoints.path + "/" + String(format: "best-step-%09d", best?.progress.step ?? 0)
+        var aside = name + ".h5", n = 1
+        while FileManager.default.fileExists(atPath: aside) { n += 1; aside = name + "-\(n).h5" }
+        do {
+            try FileManager.default.moveItem(atPath: path, toPath: aside)
+        } catch { throw ConfigError("run_dir '\(config.runDirectory)': cannot move the stale '\(path)' aside: \(error.localizedDescription)") }
+        let why = best.map { $0.record.runID == record.runID
+            ? "its step \($0.progress.step) is not the best so far of the run resumed at step \(progress.step)"
+            : "it belongs to run \($0.record.runID)" } ?? "it does not open"
+        console.warn("warning: moved \(path) to \(aside): \(why)")
     }
 
     /// Loads a checkpoint after checking that it belongs to this run: every setting that shapes the
@@ -317,7 +339,9 @@ public final class Trainer {
         console.progress("aedist: data \(data.residency.rawValue) (\(data.residencyReason)), \(config.data.shuffle == .blocks ? "shuffled in blocks of \(config.data.blockRows ?? 0) rows, windows of \(config.data.shuffleWindow)" : "shuffled by rows")")
         console.progress("aedist: \(communicator.size) rank(s) x \(threads) thread(s), \(pool.instructionSet) kernels; global batch \(plan.global) (\(plan.perRank) per rank, micro-batch \(plan.microBatch)); \(stepsPerEpoch) steps per epoch" + (dropped > 0 ? ", the last \(dropped) samples of each epoch's order are dropped" : ""))
         var status = "completed"
-        if record.earlyStopping.exhausted(config.train.earlyStopping) {
+        // A run that stopped early, resumed with the same settings (one whose patience ran out at
+        // its last step ended completed, and stays so).
+        if progress.step < totalSteps && record.earlyStopping.exhausted(config.train.earlyStopping) {
             let state = record.earlyStopping
             console.progress(String(format: "aedist: this run stopped early at step %d (the best, %.4f at epoch %d, is %@); nothing to train",
                                     progress.step, state.bestLoss!, state.bestEpoch, checkpoints.best))
@@ -457,7 +481,9 @@ public final class Trainer {
                                    checkpoint: lastCheckpoint, wallSeconds: Date().timeIntervalSince(wallStart))
         summary.maxRSSMiB = peak[0]
         summary.residency = data.residency.rawValue
-        if config.train.earlyStopping != nil, record.earlyStopping.bestLoss != nil { summary.bestCheckpoint = checkpoints.best }
+        if config.train.earlyStopping != nil, record.earlyStopping.bestLoss != nil, FileManager.default.fileExists(atPath: checkpoints.best) {
+            summary.bestCheckpoint = checkpoints.best
+        }
         let stoppedBefore = status == "stopped_early" && progress.step == startStep
         try onRoot(communicator) {
             if stoppedBefore, let earlier = TrainSummary.read(runDirectory: config.runDirectory), earlier["step"] as? Int == progress.step {

@@ -51,7 +51,7 @@ struct Train: ParsableCommand {
     @Option(help: "auto: continue from the newest complete checkpoint in the run directory; never: start a new run (refused where the run directory holds checkpoints, unless --archive-previous); or a checkpoint PATH.")
     var resume: String = "auto"
 
-    @Flag(help: "With --resume never: first move the run directory's checkpoints, metrics.jsonl and config.yaml into RUN_DIR/previous/DATE/ (nothing is deleted).")
+    @Flag(help: "With --resume never: first move the run directory's checkpoints, metrics.jsonl, config.yaml, summary.json, TensorBoard events and report into RUN_DIR/previous/DATE/ (nothing is deleted).")
     var archivePrevious = false
 
     @OptionGroup var compute: ComputeOptions

@@ -140,13 +140,13 @@ struct EncodeCommand: ParsableCommand {
                 if beside, let repeated = Dictionary(grouping: zip(groups, chosen.map(\.dataset)), by: \.0).first(where: { $0.value.count > 1 }) {
                     throw ConfigError("--beside: \(repeated.value.map(\.1).joined(separator: " and ")) are in the same group '/\(repeated.key)', where their codes would have the same names; encode them into separate files")
                 }
-                return (try loadModel(checkpointPath: path, for: chosen[0].data), chosen)
+                let loaded = try loadModel(checkpointPath: path, for: chosen[0].data)
+                for split in chosen.dropFirst() { try loaded.check(split.data) }
+                return (loaded, chosen)
             }
             let model = loaded.model, width = model.codeWidth, z = model.spec.latent
             var written: [(split: ChosenSplit, codes: [Float], labels: [Int]?)] = []
-            for (index, split) in chosen.enumerated() {
-                // The rows of every split must fit the model (the first was checked as it loaded).
-                if index > 0 { _ = try agreeing(communicator) { try loadModel(checkpointPath: path, for: split.data) } }
+            for split in chosen {
                 let n = split.data.rows
                 let range = rowRange(count: n, rank: communicator.rank, size: communicator.size)
                 let rows = try agreeing(communicator) { try split.rows(Array(range)) }

@@ -91,6 +91,19 @@ final class SteeringTests: XCTestCase {
         XCTAssertEqual(validation, try events(dir, "test").map { $0["loss"] as! Double })
     }
 
+    func testPatienceRunningOutAtTheLastEpochIsACompletedRunAndStaysOne() throws {
+        let dir = Launcher.temporaryDirectory("early-last")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // No later epoch beats the first by 1e9: patience 2 runs out at epoch 3, the last.
+        let settings = ["--set", "data.validation=0.2", "--set", "train.epochs=3", "--set", "train.early_stopping={patience: 2, min_delta: 1e9}"]
+        let first = try train(dir, np: 1, settings)
+        XCTAssertEqual(first.summary?["status"] as? String, "completed", first.stdout)
+        XCTAssertEqual(first.summary?["best_checkpoint"] as? String, dir.appendingPathComponent("checkpoints/best.h5").path)
+        let again = try train(dir, np: 1, settings, resume: "auto")
+        XCTAssertEqual(again.summary?["status"] as? String, "completed", again.stdout)
+        XCTAssertTrue(again.stdout.contains("already at step 111 of 111; nothing to train"), again.stdout)
+    }
+
     func testEarlyStoppingKeepsTheBestStopsDecidesTheSameAfterAResumeAndAStoppedRunStaysStopped() throws {
         let root = Launcher.temporaryDirectory("early")
         defer { try? FileManager.default.removeItem(at: root) }
@@ -126,6 +139,19 @@ final class SteeringTests: XCTestCase {
         XCTAssertEqual(second.summary?["step"] as? Int, stopStep)
         XCTAssertTrue(bitwiseEqual(try modelTensors(try newest(resumed)), try modelTensors(try newest(straight))))
         XCTAssertEqual(try events(resumed, "validation").last?["loss"] as? Double, losses.last)
+
+        // The same run directory resumed from the epoch before the best one (a user's choice): the
+        // best.h5 written by the steps it redoes is set aside with a warning, and the run keeps the
+        // same best model again.
+        XCTAssertGreaterThan(bestStep, 37)
+        let rewound = root.appendingPathComponent("rewound")
+        try FileManager.default.copyItem(at: straight, to: rewound)
+        let third = try train(rewound, np: 1, settings, resume: rewound.appendingPathComponent(String(format: "checkpoints/step-%09d.h5", bestStep - 37)).path)
+        let aside = rewound.appendingPathComponent(String(format: "checkpoints/best-step-%09d.h5", bestStep)).path
+        XCTAssertTrue(third.stderr.contains("warning: moved \(rewound.path)/checkpoints/best.h5 to \(aside): its step \(bestStep) is not the best so far of the run resumed at step \(bestStep - 37)"), third.stderr)
+        XCTAssertEqual(third.summary?["step"] as? Int, stopStep)
+        XCTAssertTrue(bitwiseEqual(try modelTensors(rewound.appendingPathComponent("checkpoints/best.h5").path), try modelTensors(best)))
+        XCTAssertTrue(bitwiseEqual(try modelTensors(aside), try modelTensors(best)), "kept, not lost")
 
         // A stopped run resumed with the same settings changes nothing and exits 0.
         let files = ["metrics.jsonl", "summary.json", "config.yaml"]

@@ -86,6 +86,9 @@ final class ValidationTests: XCTestCase {
         XCTAssertEqual(dataset.data.validation, .dataset("valid/images"))
         XCTAssertEqual(dataset.train.earlyStopping, EarlyStoppingSettings(patience: 5, minDelta: 0.01), "one key turns it on")
         XCTAssertEqual(try RunConfig.parse(yaml: dataset.yaml, origin: "test"), dataset)
+        let named = try RunConfig.load(file: nil, overrides: ["data.validation='0.5'"])
+        XCTAssertEqual(named.data.validation, .dataset("0.5"), "a quoted number is a dataset's name")
+        XCTAssertEqual(try RunConfig.parse(yaml: named.yaml, origin: "test"), named)
         // The last word wins: null after a key turns it off again, a key after null on.
         XCTAssertNil(try RunConfig.load(file: nil, overrides: ["train.early_stopping.patience=2", "train.early_stopping=null"]).train.earlyStopping)
         XCTAssertNotNil(try RunConfig.load(file: nil, overrides: ["train.early_stopping=null", "train.early_stopping.patience=2"]).train.earlyStopping)
