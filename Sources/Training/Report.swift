@@ -37,7 +37,7 @@ public struct RunReport {
             throw ConfigError("run directory '\(runDirectory)': no config.yaml (is it a run directory? `aedist train` writes one as it starts)")
         }
         let config = try RunConfig.load(file: configPath)
-        let metrics = try readMetrics()
+        let metrics = readMetrics()
         let summary = TrainSummary.read(runDirectory: runDirectory)
         var sections = curves(metrics, config: config)
         let checkpoints = CheckpointDirectory(runDirectory: runDirectory)
@@ -50,7 +50,7 @@ public struct RunReport {
             sections.append(Section(title: "Pictures", file: nil, image: nil, caption: "No checkpoint in \(checkpoints.path) yet: the pictures come from a trained model."))
         }
         do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
-        catch { throw ConfigError("--out '\(folder)': cannot create it: \(error.localizedDescription)") }
+        catch { throw ConfigError("report folder '\(folder)': cannot create it: \(error.localizedDescription)") }
         var written: [String] = [], png: [String: Data] = [:]
         for section in sections {
             guard let file = section.file, let image = section.image else { continue }
@@ -68,7 +68,7 @@ public struct RunReport {
     }
 
     /// metrics.jsonl's objects, in order.
-    private func readMetrics() throws -> [[String: Any]] {
+    private func readMetrics() -> [[String: Any]] {
         let path = RunLog.metricsPath(runDirectory: runDirectory)
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
         return text.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
