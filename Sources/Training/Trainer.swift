@@ -511,10 +511,8 @@ public final class Trainer {
                            pool: pool, reconstructions: true)
         log.append(Pictures.reconstructions(originals: shown.inputs, outputs: shown.outputs, count: count, shape: shape),
                    tag: "images/reconstructions", step: step)
-        if model.spec.kind == .vae {
-            let z = priorDraws(count: 16, latent: model.spec.latent, seed: config.train.seed, rows: 0..<16)
-            var images = decode(model: model, parameters: parameters, latent: z, rows: 16, pool: pool)
-            data.input.toData(&images, rows: 16)
+        if model.spec.kind == .vae, let (_, images) = try? samplePrior(model: model, parameters: parameters, count: 16, seed: config.train.seed,
+                                                                     input: data.input, communicator: SingleProcess(), pool: pool) {
             log.append(Pictures.grid(images, count: 16, shape: shape), tag: "images/samples", step: step)
         }
     }
