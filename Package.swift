@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
     ],
     targets: [
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
@@ -47,7 +48,7 @@ let package = Package(
         .target(name: "TensorBoard", dependencies: ["Storage", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
                 exclude: ["Proto"]),
         // Ranks and collectives: MPI and a single-process stand-in.
-        .target(name: "Communication", dependencies: ["CMPI"]),
+        .target(name: "Communication", dependencies: ["CMPI", .product(name: "Atomics", package: "swift-atomics")]),
         // Configuration, data loading, the training loop, checkpoints, evaluation.
         .target(name: "Training",
                 dependencies: ["Kernels", "Models", "Storage", "Communication", "TensorBoard",

@@ -10,8 +10,9 @@ public struct CommunicationError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// `combine(leaves, count, length, out)` folds `count` contiguous vectors of `length` floats, in order.
-public typealias TreeCombine = (UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void
+/// `combine(leaves, count, length, stride, out)` folds `count` vectors of `length` floats, leaf j at
+/// leaves + j·stride, in order, into `out` (which may be one of the leaves).
+public typealias TreeCombine = (UnsafePointer<Float>, Int, Int, Int, UnsafeMutablePointer<Float>) -> Void
 
 /// A cross-rank sum of one buffer that overlaps the computation producing it. The buffer is cut into
 /// contiguous buckets; the caller starts each bucket, in bucket order, once its values are final and
@@ -73,6 +74,13 @@ public protocol Communicator: AnyObject {
     /// reduced exactly as `treeAllreduce` reduces it, so the results are bitwise the same whatever the buckets.
     func makeGradientReduction(buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>], shared: [Bool], exact: Bool,
                                combine: @escaping TreeCombine) throws -> GradientReduction
+    /// True when every rank of the run is on this node (so they can share memory).
+    var sharesOneNode: Bool { get }
+    /// The parameters and gradients of a training step. With `sharedMemory` and every rank on one
+    /// node they are this rank's slot of memory all the node's ranks can read, and an exact
+    /// `makeGradientReduction` over these gradients reads the other ranks' copies in place instead
+    /// of messaging them (same bits); otherwise this process's own memory. Collective.
+    func makeStepBuffers(parameterCount: Int, gradientCount: Int, sharedMemory: Bool) throws -> StepBuffers
     /// Element-wise sum of floats across ranks in place, in the library's order (which may vary
     /// with the rank count): only for measuring what the tree reduction costs (`bench step`).
     func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws
@@ -128,6 +136,10 @@ public final class SingleProcess: Communicator {
     public func makeGradientReduction(buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>], shared: [Bool], exact: Bool,
                                       combine: @escaping TreeCombine) throws -> GradientReduction {
         LocalGradientReduction(buckets: buckets)
+    }
+    public var sharesOneNode: Bool { false }
+    public func makeStepBuffers(parameterCount: Int, gradientCount: Int, sharedMemory: Bool) throws -> StepBuffers {
+        StepBuffers(parameterCount: parameterCount, gradientCount: gradientCount)
     }
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {}
     public func allreduceSum(_ values: inout [Double]) throws {}

@@ -49,6 +49,10 @@ public final class MPICommunicator: Communicator {
     // treeAllreduce's counts and offsets (send, receive, gather), computed once per buffer length.
     private var layout: UnsafeMutablePointer<Int32>?
     private var layoutCount = -1
+    /// The ranks of this node, all of the run's (nil when the run spans nodes, or has one rank).
+    private var node: MPI_Comm?
+    /// The step buffers made last in shared memory, which `makeGradientReduction` recognises.
+    private weak var nodeMemory: NodeMemory?
 
     /// Initialises MPI (as a singleton when started without mpirun).
     public init() throws {
@@ -72,8 +76,10 @@ public final class MPICommunicator: Communicator {
         var local: MPI_Comm? = nil
         MPI_Comm_split_type(world, Int32(MPI_COMM_TYPE_SHARED), r, aedist_info_null(), &local)
         var ls: Int32 = 1
-        if local != nil { MPI_Comm_size(local, &ls); MPI_Comm_free(&local) }
+        if local != nil { MPI_Comm_size(local, &ls) }
         localSize = Int(ls)
+        // Kept when every rank is on this node: then the step's buffers can live in shared memory.
+        if local != nil && localSize == size && size > 1 { node = local } else if local != nil { MPI_Comm_free(&local) }
     }
 
     static func errorString(_ code: Int32) -> String {
@@ -91,9 +97,25 @@ public final class MPICommunicator: Communicator {
         rankSegment(i, of: count, ranks: size)
     }
 
+    public var sharesOneNode: Bool { node != nil }
+
+    public func makeStepBuffers(parameterCount: Int, gradientCount: Int, sharedMemory: Bool) throws -> StepBuffers {
+        guard sharedMemory, let node else { return StepBuffers(parameterCount: parameterCount, gradientCount: gradientCount) }
+        let memory = try NodeMemory(node: node, rank: rank, size: size, parameterCount: parameterCount, gradientCount: gradientCount)
+        nodeMemory = memory
+        return StepBuffers(node: memory)
+    }
+
     public func makeGradientReduction(buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>], shared: [Bool], exact: Bool,
                                       combine: @escaping TreeCombine) throws -> GradientReduction {
         if size == 1 { return LocalGradientReduction(buckets: buckets) }
+        if exact, let memory = nodeMemory, buffer == memory.gradients(of: rank) {
+            // Messages only for `gather` of buffers outside the node's memory (the optimizer state).
+            let messages = try MPIGradientReduction(world: world, rank: rank, size: size, buffer: buffer, buckets: buckets,
+                                                    shared: shared, exact: false, combine: combine)
+            return SharedMemoryGradientReduction(node: memory, buckets: buckets, shared: shared, combine: combine,
+                                                 messages: messages)
+        }
         return try MPIGradientReduction(world: world, rank: rank, size: size, buffer: buffer, buckets: buckets,
                                         shared: shared, exact: exact, combine: combine)
     }
@@ -118,7 +140,7 @@ public final class MPICommunicator: Communicator {
         let into = receive!
         try check(MPI_Alltoallv(buffer, l, l + size, aedist_float(),
                                 into, l + 2 * size, l + 3 * size, aedist_float(), world), "MPI_Alltoallv")
-        combine(into, size, mine.length, buffer + mine.offset)
+        combine(into, size, mine.length, mine.length, buffer + mine.offset)
         try check(MPI_Allgatherv(aedist_in_place(), 0, aedist_float(), buffer, l, l + size,
                                  aedist_float(), world), "MPI_Allgatherv")
     }
@@ -178,6 +200,9 @@ public final class MPICommunicator: Communicator {
     public func finish() {
         var finalised: Int32 = 0
         MPI_Finalized(&finalised)
-        if finalised == 0 { MPI_Finalize() }
+        if finalised == 0 {
+            if node != nil { MPI_Comm_free(&node) }
+            MPI_Finalize()
+        }
     }
 }

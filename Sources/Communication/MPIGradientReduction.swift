@@ -100,7 +100,7 @@ final class MPIGradientReduction: GradientReduction {
         guard exact else { return }
         let bucket = buckets[b], l = layout + 4 * size * b
         let mine = rankSegment(rank, of: bucket.count, ranks: size)
-        combine(receive + receiveOffsets[b], size, mine.length, buffer + bucket.lowerBound + mine.offset)
+        combine(receive + receiveOffsets[b], size, mine.length, mine.length, buffer + bucket.lowerBound + mine.offset)
         guard shared[b] else { return }   // its request stays null: MPI_Test and MPI_Wait see it done
         try check(MPI_Iallgatherv(aedist_in_place(), 0, aedist_float(), buffer + bucket.lowerBound, l, l + size,
                                   aedist_float(), gathering, gatherRequests + b), "MPI_Iallgatherv")

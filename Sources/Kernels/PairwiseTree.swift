@@ -2,9 +2,10 @@
 // (docs/determinism.md). The matrix product's reduction chunks fuse the same tree (MatrixProduct.swift).
 
 /// The one definition of the pairwise tree (docs/determinism.md), for callers that combine whole vectors:
-/// combines `count` vectors of length `length` stored back to back at `leaves` (leaf j at leaves + j*length)
-/// into `result`, element by element, with the binary-counter tree. `scratch` holds at least
-/// PairwiseTree.scratchCount(leaves: count) * length floats. Vectorised.
+/// combines `count` vectors of length `length`, leaf j at leaves + j*stride (`stride` defaults to
+/// `length`: back to back), into `result`, element by element, with the binary-counter tree. `result`
+/// may be one of the leaves (each element is written after every leaf's element was read). `scratch`
+/// holds at least PairwiseTree.scratchCount(leaves: count) * length floats. Vectorised.
 ///
 /// The tree: walk the leaves in order keeping a stack of partial sums; push each leaf, and while the two
 /// topmost entries cover equally many leaves, pop them and push `left + right`. After leaf t (counting
@@ -19,9 +20,10 @@ public enum PairwiseTree {
     /// Elements combined per pass, so the stack entries of one pass stay in the L1 cache.
     static let segment = 2048
 
-    public static func combine(leaves: UnsafePointer<Float>, count: Int, length: Int,
+    public static func combine(leaves: UnsafePointer<Float>, count: Int, length: Int, stride: Int? = nil,
                                into result: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         precondition(count >= 0 && length >= 0, "PairwiseTree.combine: negative count or length")
+        let stride = stride ?? length
         if length == 0 { return }
         if count == 0 {
             result.update(repeating: 0, count: length)
@@ -32,7 +34,7 @@ public enum PairwiseTree {
             return
         }
         if count == 2 {   // the tree is one addition (two ranks' copies): one pass instead of three
-            add(leaves, leaves + length, into: result, count: length)
+            add(leaves, leaves + stride, into: result, count: length)
             return
         }
         var start = 0
@@ -40,7 +42,7 @@ public enum PairwiseTree {
             let n = min(segment, length - start)
             var depth = 0
             for t in 1...count {
-                let leaf = leaves + (t - 1) * length + start
+                let leaf = leaves + (t - 1) * stride + start
                 var merges = t.trailingZeroBitCount
                 if merges == 0 {
                     (scratch + depth * length + start).update(from: leaf, count: n)

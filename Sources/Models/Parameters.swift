@@ -72,12 +72,20 @@ public final class FloatBuffer: @unchecked Sendable {
     public let count: Int
     public let pointer: UnsafeMutablePointer<Float>
 
+    /// Memory someone else owns (`owner`, kept alive with the buffer); nil when the buffer owns it.
+    private let owner: AnyObject?
+
     public init(count: Int) {
         self.count = count
         pointer = .allocate(capacity: max(count, 1))
         pointer.initialize(repeating: 0, count: max(count, 1))
+        owner = nil
     }
-    deinit { pointer.deallocate() }
+    /// `count` initialised floats at `pointer`, which `owner` holds.
+    public init(count: Int, at pointer: UnsafeMutablePointer<Float>, owner: AnyObject) {
+        self.count = count; self.pointer = pointer; self.owner = owner
+    }
+    deinit { if owner == nil { pointer.deallocate() } }
 
     public func zero() { pointer.update(repeating: 0, count: count) }
     public func copy(from other: FloatBuffer) {

@@ -165,7 +165,7 @@ public struct StepBenchmark {
         let wall = Double(slowest[9]) / 1e6
         let compute = ms[1] + ms[2] - ms[7] + ms[5]   // forward, backward without its progress calls, update
         return ["benchmark": "step", "reduction": training.exactReduction ? "tree" : "library",
-                "overlap": training.overlapReduction, "sharded_update": training.updateIsSharded, "model": model.summary, "parameters": p,
+                "overlap": training.overlapReduction, "sharded_update": training.updateIsSharded, "shared_memory": training.sharesMemory, "model": model.summary, "parameters": p,
                 "world_size": communicator.size, "threads_per_rank": threads, "kernels": pool.instructionSet.rawValue,
                 "global_batch": plan.global, "per_rank_batch": plan.perRank, "micro_batch": plan.microBatch,
                 "steps": steps, "warmup": warmup,

@@ -67,6 +67,10 @@ public struct TrainSettings: Equatable, Sendable {
     /// the optimizer update is sharded across ranks (unless clip_grad_norm is set); false: one
     /// blocking reduction after backward, every rank updating everything. Same bits either way.
     public var overlapReduction = true
+    /// true: when every rank is on one node, the ranks keep their parameters and gradients in memory
+    /// they all read, and the overlapped exact reduction reads the other ranks' gradients in place
+    /// instead of sending messages; false: MPI messages always. Same bits either way.
+    public var sharedMemory = true
     public var optimizer = OptimizerSettings()
     public var seed: UInt64 = 0
     public var logEvery = 50
@@ -141,6 +145,7 @@ public struct RunConfig: Equatable, Sendable {
       micro_batch: auto
       exact_reduction: true
       overlap_reduction: true
+      shared_memory: true
       optimizer: adam
       lr: 0.001
       momentum: 0.9
@@ -263,6 +268,7 @@ public struct RunConfig: Equatable, Sendable {
         train.microBatch = try r.automaticInt("train.micro_batch", minimum: 1)
         train.exactReduction = try r.bool("train.exact_reduction")
         train.overlapReduction = try r.bool("train.overlap_reduction")
+        train.sharedMemory = try r.bool("train.shared_memory")
         train.optimizer.kind = try r.choice("train.optimizer", OptimizerKind.self)
         train.optimizer.lr = try r.float("train.lr", minimum: 0, exclusive: true)
         train.optimizer.momentum = try r.float("train.momentum", minimum: 0)
@@ -348,6 +354,7 @@ public struct RunConfig: Equatable, Sendable {
           micro_batch: \(train.microBatch.map(String.init) ?? "auto")
           exact_reduction: \(train.exactReduction)
           overlap_reduction: \(train.overlapReduction)
+          shared_memory: \(train.sharedMemory)
           optimizer: \(train.optimizer.kind.rawValue)
           lr: \(number(train.optimizer.lr))
           momentum: \(number(train.optimizer.momentum))
@@ -368,7 +375,7 @@ public struct RunConfig: Equatable, Sendable {
     /// equal the checkpoint's, since it changes the model, the data or the order of the steps.
     public static let changeableOnResume: Set<String> = [
         "train.epochs", "train.max_steps", "train.lr", "train.momentum", "model.kl_weight",
-        "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.overlap_reduction", "train.stall_timeout",
+        "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.overlap_reduction", "train.shared_memory", "train.stall_timeout",
         "train.lr_schedule.kind", "train.lr_schedule.warmup_steps", "train.lr_schedule.min_lr", "train.lr_schedule.every",
         "train.lr_schedule.factor", "model.kl_schedule.kind", "model.kl_schedule.warmup_steps", "model.kl_schedule.period",
         "model.kl_schedule.ramp", "train.early_stopping", "train.early_stopping.patience", "train.early_stopping.min_delta",

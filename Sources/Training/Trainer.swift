@@ -337,7 +337,8 @@ public final class Trainer {
         let dropped = data.train.rows - stepsPerEpoch * plan.global
         console.progress("aedist: \(model.summary), \(model.parameterCount) parameters; \(data.train.rows) training rows from \(data.train.source), scale \(data.scale)" + (data.normalization.map { ", \($0.kind.rawValue) normalization" } ?? ""))
         console.progress("aedist: data \(data.residency.rawValue) (\(data.residencyReason)), \(config.data.shuffle == .blocks ? "shuffled in blocks of \(config.data.blockRows ?? 0) rows, windows of \(config.data.shuffleWindow)" : "shuffled by rows")")
-        console.progress("aedist: \(communicator.size) rank(s) x \(threads) thread(s), \(pool.instructionSet) kernels; global batch \(plan.global) (\(plan.perRank) per rank, micro-batch \(plan.microBatch)); \(stepsPerEpoch) steps per epoch" + (dropped > 0 ? ", the last \(dropped) samples of each epoch's order are dropped" : ""))
+        console.progress("aedist: \(communicator.size) rank(s) x \(threads) thread(s), \(pool.instructionSet) kernels; global batch \(plan.global) (\(plan.perRank) per rank, micro-batch \(plan.microBatch)); \(stepsPerEpoch) steps per epoch" + (dropped > 0 ? ", the last \(dropped) samples of each epoch's order are dropped" : "")
+                         + (training.reductionTransport.map { "; " + $0 } ?? ""))
         var status = "completed"
         // A run that stopped early, resumed with the same settings (one whose patience ran out at
         // its last step ended completed, and stays so).

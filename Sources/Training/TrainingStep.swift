@@ -77,6 +77,16 @@ public final class TrainingStep {
     /// the whole gradient on every rank. Each element's update is the same either way: same bits.
     public var shardUpdate: Bool
     public var updateIsSharded: Bool { shardUpdate && overlapReduction && communicator.size > 1 }
+    /// The parameters and gradients are in memory every rank of the node reads (`train.shared_memory`
+    /// with every rank on one node): the overlapped exact reduction then reads the other ranks'
+    /// gradients in place and the sharded update's all-gather copies their parameters, no messages.
+    public let sharesMemory: Bool
+    /// How the gradients cross ranks, for the start-up line (nil with one rank).
+    public var reductionTransport: String? {
+        guard communicator.size > 1 else { return nil }
+        if sharesMemory && exactReduction && overlapReduction { return "gradients reduced in shared memory (every rank on one node)" }
+        return "gradients reduced by MPI messages" + (communicator.sharesOneNode ? "" : " (the ranks span nodes)")
+    }
     /// This rank's parameter ranges when the update is sharded.
     private var updateRanges: [Range<Int>] = []
     /// Made on first use (collective), again if `exactReduction` or `updateIsSharded` changes.
@@ -99,15 +109,19 @@ public final class TrainingStep {
         shardUpdate = config.train.clipGradNorm == nil
         self.communicator = communicator
         self.pool = pool
-        parameters = FloatBuffer(count: model.parameterCount)
-        gradients = FloatBuffer(count: model.parameterCount + TrainingStep.extraCount)
+        let buffers = try communicator.makeStepBuffers(parameterCount: model.parameterCount,
+                                                       gradientCount: model.parameterCount + TrainingStep.extraCount,
+                                                       sharedMemory: config.train.sharedMemory)
+        sharesMemory = buffers.isShared
+        parameters = FloatBuffer(count: model.parameterCount, at: buffers.parameters, owner: buffers)
+        gradients = FloatBuffer(count: model.parameterCount + TrainingStep.extraCount, at: buffers.gradients, owner: buffers)
         optimizer = Optimizer(settings: config.train.optimizer, parameterCount: model.parameterCount)
         workspace = Workspace(model: model, capacity: plan.perRank)
         let segment = (gradients.count + communicator.size - 1) / communicator.size
         treeScratch = FloatBuffer(count: PairwiseTree.scratchCount(leaves: communicator.size) * segment)
         let scratch = treeScratch.pointer
-        treeCombine = { leaves, count, length, out in
-            PairwiseTree.combine(leaves: leaves, count: count, length: length, into: out, scratch: scratch)
+        treeCombine = { leaves, count, length, stride, out in
+            PairwiseTree.combine(leaves: leaves, count: count, length: length, stride: stride, into: out, scratch: scratch)
         }
         let leaves = plan.perRank / plan.microBatch
         leafSums = FloatBuffer(count: 3 * leaves + 3 * PairwiseTree.scratchCount(leaves: leaves))

@@ -112,6 +112,9 @@ final class MultiHostTests: XCTestCase {
         let remote = try launch(smallRun + settings + ["--run-dir", across.path], hosts: 2)
         XCTAssertEqual(remote.status, 0, remote.stderr)
         XCTAssertEqual(remote.summary?["world_size"] as? Int, 2)
+        // One host reduces in shared memory, two hosts by messages: the same bits.
+        XCTAssertTrue(local.stdout.contains("gradients reduced in shared memory"), local.stdout)
+        XCTAssertTrue(remote.stdout.contains("gradients reduced by MPI messages (the ranks span nodes)"), remote.stdout)
         // 12 steps of a 2-rank gradient exchange, the parameter gathers and the evaluation.
         XCTAssertGreaterThan(linkBytes(2) - before, 100_000, "no traffic between the hosts: did the ranks run on one?")
         XCTAssertTrue(bitwiseEqual(try modelTensors(try XCTUnwrap(local.summary?["checkpoint"] as? String)),

@@ -172,6 +172,24 @@ final class RankInvarianceTests: XCTestCase {
         XCTAssertEqual(lc1, lc2)
     }
 
+    func testSharedMemoryAndMessagesGiveTheSameBits() throws {
+        // Ranks on one node reduce through shared memory by default (train.shared_memory); MPI messages
+        // must train the same bits: np = 2 and np = 3 (uneven segments) with the sharded update, and
+        // np = 2 with clipping (every bucket shared in full, every rank updating everything).
+        for (np, settings) in [(2, [String]()), (3, ["train.batch_size=48", "train.micro_batch=16"]),
+                               (2, ["train.clip_grad_norm=0.5"])] {
+            let (shared, ls, rs) = try train(np: np, threads: 1, settings: settings, name: "shm\(np)")
+            let (messages, lm, rm) = try train(np: np, threads: 1, settings: settings + ["train.shared_memory=false"],
+                                               name: "msg\(np)")
+            XCTAssertTrue(rs.stdout.contains("gradients reduced in shared memory"), rs.stdout)
+            XCTAssertTrue(rm.stdout.contains("gradients reduced by MPI messages"), rm.stdout)
+            XCTAssertFalse(shared.isEmpty)
+            XCTAssertTrue(bitwiseEqual(shared, messages), "np=\(np) \(settings): shared memory differs from messages")
+            XCTAssertEqual(ls.count, 3)
+            XCTAssertEqual(ls, lm, "np=\(np) \(settings)")
+        }
+    }
+
     func testTCPTransportGivesTheSameResult() throws {
         let (a, _, _) = try train(np: 1, threads: 1, name: "tcp1")
         let (b, _, result) = try train(np: 2, threads: 1, extraMPI: ["--mca", "btl", "tcp,self"], name: "tcp2")

@@ -70,6 +70,34 @@ final class PairwiseTreeTests: XCTestCase {
         }
     }
 
+    func testStridedLeavesWithTheResultInOneOfThem() {
+        // How the shared-memory reduction folds: leaf j lies one rank's slot (`stride`) after leaf j-1,
+        // and the result overwrites the folding rank's own leaf. Same bits as back-to-back leaves.
+        var rng = TestRandom(seed: 13)
+        for (length, count) in [(1, 2), (19, 2), (2048 + 13, 3), (100, 5), (4100, 8)] {
+            let stride = length + 37
+            var slots = rng.floats(count * stride).map { $0 * Float(1 << rng.int(0...20)) }
+            let packed = (0..<count).flatMap { Array(slots[($0 * stride)..<($0 * stride + length)]) }
+            let expected = combine(packed, length: length)
+            for mine in Set([0, count - 1]) {
+                var copy = slots
+                var scratch = [Float](repeating: .nan, count: PairwiseTree.scratchCount(leaves: count) * length)
+                copy.withUnsafeMutableBufferPointer { c in
+                    scratch.withUnsafeMutableBufferPointer { s in
+                        PairwiseTree.combine(leaves: c.baseAddress!, count: count, length: length, stride: stride,
+                                             into: c.baseAddress! + mine * stride, scratch: s.baseAddress!)
+                    }
+                }
+                XCTAssertEqual(copy[(mine * stride)..<(mine * stride + length)].map(\.bitPattern), expected.map(\.bitPattern),
+                               "length \(length) count \(count) result in leaf \(mine)")
+                // Nothing outside the result moved.
+                copy.replaceSubrange((mine * stride)..<(mine * stride + length), with: slots[(mine * stride)..<(mine * stride + length)])
+                XCTAssertEqual(copy.map(\.bitPattern), slots.map(\.bitPattern))
+            }
+            slots.removeAll()
+        }
+    }
+
     func testSumMatchesExplicitTree() {
         // Eleven leaves: ((((0+1)+(2+3))+((4+5)+(6+7))) + ((8+9) + 10)), folded from the top.
         var rng = TestRandom(seed: 12)

@@ -1,0 +1,147 @@
+// The training step's parameters and gradients of every rank of a node in one MPI shared-memory
+// window: when all the ranks of a run share a node, they read each other's gradients and parameters
+// in place instead of copying them through messages (SharedMemoryGradientReduction).
+import Atomics
+import CMPI
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a training step keeps its parameters and gradients: this process's own memory, or its
+/// slot of a `NodeMemory` that the other ranks of the node can read.
+public final class StepBuffers {
+    public let parameters: UnsafeMutablePointer<Float>
+    public let gradients: UnsafeMutablePointer<Float>
+    /// Non-nil when the buffers are this rank's slot of memory shared by every rank of the run.
+    let node: NodeMemory?
+
+    init(parameterCount: Int, gradientCount: Int) {
+        parameters = .allocate(capacity: max(parameterCount, 1))
+        parameters.initialize(repeating: 0, count: max(parameterCount, 1))
+        gradients = .allocate(capacity: max(gradientCount, 1))
+        gradients.initialize(repeating: 0, count: max(gradientCount, 1))
+        node = nil
+    }
+
+    init(node: NodeMemory) {
+        self.node = node
+        parameters = node.parameters(of: node.rank)
+        gradients = node.gradients(of: node.rank)
+    }
+
+    /// True when the other ranks read these buffers in place (the reduction goes through shared memory).
+    public var isShared: Bool { node != nil }
+
+    deinit {
+        if node == nil { parameters.deallocate(); gradients.deallocate() }
+    }
+}
+
+/// One slot per rank of a node in an MPI shared-memory window (`MPI_Win_allocate_shared`): a line of
+/// progress counters, the gradients, then the parameters. Each rank writes only its own slot and its
+/// own counters; the others read them once the counters say the values are final.
+///
+/// The counters only grow, and every rank makes the same sequence of the same steps, so "rank q has
+/// done the n-th such step" is "q's counter has reached the value mine reached at my n-th".
+final class NodeMemory {
+    let rank: Int, size: Int
+    let parameterCount: Int, gradientCount: Int
+    private var window: MPI_Win?
+    private let slots: [UnsafeMutableRawPointer]
+    /// Offsets in a slot, in bytes; the gradients and the parameters start on cache lines.
+    private let gradientOffset = 64, parameterOffset: Int
+    private let slotFloats: Int
+
+    /// The progress counters of a slot, each cumulative over the run.
+    enum Counter: Int {
+        case published = 0   // buckets whose gradients are final
+        case folded = 1      // buckets whose segment the rank has folded
+        case arrived = 2     // barriers reached
+    }
+    /// This rank's own counts (its counters hold the same values).
+    private var counts = [0, 0, 0]
+
+    /// Collective over `node` (every rank of which shares this machine's memory).
+    init(node: MPI_Comm, rank: Int, size: Int, parameterCount: Int, gradientCount: Int) throws {
+        self.rank = rank; self.size = size
+        self.parameterCount = parameterCount; self.gradientCount = gradientCount
+        let lines = { (floats: Int) in (floats * MemoryLayout<Float>.stride + 63) / 64 * 64 }
+        parameterOffset = gradientOffset + lines(gradientCount)
+        // Whole pages per slot, so that each slot's pages are first touched (placed) by its owner. The
+        // window is contiguous: slot r starts r slots after slot 0, one stride for every fold.
+        let slotBytes = (parameterOffset + lines(parameterCount) + 4095) / 4096 * 4096
+        var base: UnsafeMutableRawPointer? = nil
+        let rc = MPI_Win_allocate_shared(MPI_Aint(slotBytes), 1, aedist_info_null(), node, &base, &window)
+        try checkMPI(rc, "MPI_Win_allocate_shared (\(slotBytes) bytes per rank)", rank: rank)
+        var found: [UnsafeMutableRawPointer] = []
+        for r in 0..<size {
+            var bytes: MPI_Aint = 0, unit: Int32 = 0
+            var pointer: UnsafeMutableRawPointer? = nil
+            try checkMPI(MPI_Win_shared_query(window, Int32(r), &bytes, &unit, &pointer), "MPI_Win_shared_query", rank: rank)
+            guard let pointer, Int(bytes) >= slotBytes, pointer == base!.advanced(by: (r - rank) * slotBytes) else {
+                throw CommunicationError("rank \(rank): MPI_Win_allocate_shared did not lay the ranks' memory out back to back")
+            }
+            found.append(pointer)
+        }
+        slots = found
+        slotFloats = slotBytes / MemoryLayout<Float>.stride
+        let mine = slots[rank]
+        mine.initializeMemory(as: UInt8.self, repeating: 0, count: slotBytes)
+        for c in 0..<3 {
+            (mine + 8 * c).bindMemory(to: Int.AtomicRepresentation.self, capacity: 1).initialize(to: .init(0))
+        }
+        // Every slot's counters are zero before anyone reads them.
+        try checkMPI(MPI_Barrier(node), "MPI_Barrier", rank: rank)
+    }
+
+    deinit {
+        var finalised: Int32 = 0
+        MPI_Finalized(&finalised)
+        if finalised == 0 && window != nil { MPI_Win_free(&window) }
+    }
+
+    func gradients(of r: Int) -> UnsafeMutablePointer<Float> {
+        (slots[r] + gradientOffset).assumingMemoryBound(to: Float.self)
+    }
+    func parameters(of r: Int) -> UnsafeMutablePointer<Float> {
+        (slots[r] + parameterOffset).assumingMemoryBound(to: Float.self)
+    }
+    /// Floats from one rank's gradients to the next rank's: the leaf stride of a fold.
+    var slotStride: Int { slotFloats }
+
+    private func counter(_ r: Int, _ c: Counter) -> UnsafeAtomic<Int> {
+        UnsafeAtomic(at: (slots[r] + 8 * c.rawValue).assumingMemoryBound(to: Int.AtomicRepresentation.self))
+    }
+
+    /// Counts one more `c` on this rank and tells the others (after every write before it).
+    @discardableResult
+    func advance(_ c: Counter) -> Int {
+        counts[c.rawValue] += 1
+        counter(rank, c).store(counts[c.rawValue], ordering: .releasing)
+        return counts[c.rawValue]
+    }
+
+    /// This rank's count of `c` so far.
+    func count(_ c: Counter) -> Int { counts[c.rawValue] }
+
+    /// Whether rank `r` has counted `value` of `c` (and every write it made before is visible).
+    func reached(_ r: Int, _ c: Counter, _ value: Int) -> Bool {
+        counter(r, c).load(ordering: .acquiring) >= value
+    }
+
+    /// Waits until rank `r` has counted `value` of `c`. Spins briefly, then yields the core, so that
+    /// ranks oversubscribing the cores let the rank they wait for run.
+    func wait(_ r: Int, _ c: Counter, _ value: Int) {
+        var spins = 0
+        while !reached(r, c, value) {
+            spins += 1
+            if spins > 200 { sched_yield() }
+        }
+    }
+
+    /// Every rank of the node has reached this point (and its writes before it are visible).
+    func barrier() {
+        let value = advance(.arrived)
+        for r in 0..<size where r != rank { wait(r, .arrived, value) }
+    }
+}
