@@ -77,9 +77,11 @@ public protocol Communicator: AnyObject {
     /// True when every rank of the run is on this node (so they can share memory).
     var sharesOneNode: Bool { get }
     /// The parameters and gradients of a training step. With `sharedMemory` and every rank on one
-    /// node they are this rank's slot of memory all the node's ranks can read, and an exact
-    /// `makeGradientReduction` over these gradients reads the other ranks' copies in place instead
-    /// of messaging them (same bits); otherwise this process's own memory. Collective.
+    /// node, the gradients are this rank's slot of memory all the node's ranks can read, and an
+    /// exact `makeGradientReduction` over them reads the other ranks' copies in place instead of
+    /// messaging them (same bits); the parameters are the node's one copy, which a rank writes only
+    /// in its own segments of a sharded update (or rank 0 alone), `gather` of it being a barrier.
+    /// Otherwise both are this process's own memory. Collective.
     func makeStepBuffers(parameterCount: Int, gradientCount: Int, sharedMemory: Bool) throws -> StepBuffers
     /// Element-wise sum of floats across ranks in place, in the library's order (which may vary
     /// with the rank count): only for measuring what the tree reduction costs (`bench step`).

@@ -109,7 +109,8 @@ public final class MPICommunicator: Communicator {
     public func makeGradientReduction(buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>], shared: [Bool], exact: Bool,
                                       combine: @escaping TreeCombine) throws -> GradientReduction {
         if size == 1 { return LocalGradientReduction(buckets: buckets) }
-        if exact, let memory = nodeMemory, buffer == memory.gradients(of: rank) {
+        let memory = nodeMemory.flatMap { buffer == $0.gradients(of: rank) ? $0 : nil }
+        if exact, let memory {
             // Messages only for `gather` of buffers outside the node's memory (the optimizer state).
             let messages = try MPIGradientReduction(world: world, rank: rank, size: size, buffer: buffer, buckets: buckets,
                                                     shared: shared, exact: false, combine: combine)
@@ -117,7 +118,7 @@ public final class MPICommunicator: Communicator {
                                                  messages: messages)
         }
         return try MPIGradientReduction(world: world, rank: rank, size: size, buffer: buffer, buckets: buckets,
-                                        shared: shared, exact: exact, combine: combine)
+                                        shared: shared, exact: exact, combine: combine, sharedParameters: memory?.parameters)
     }
 
     public func treeAllreduce(_ buffer: UnsafeMutablePointer<Float>, count: Int, combine: TreeCombine) throws {

@@ -32,6 +32,9 @@ final class MPIGradientReduction: GradientReduction {
     /// Each bucket's incoming copies of this rank's segment, back to back.
     private let receive: UnsafeMutablePointer<Float>
     private let receiveOffsets: [Int]
+    /// The node's one copy of the parameters, when the ranks share it (NodeMemory): its owners have
+    /// written their segments in place, and `gather` of it only waits for them.
+    private let sharedParameters: UnsafeMutablePointer<Float>?
     private let exchangeRequests: UnsafeMutablePointer<MPI_Request?>
     private let gatherRequests: UnsafeMutablePointer<MPI_Request?>
     /// Buckets started, exchanged (all-to-all or allreduce complete, exact: folded and gather started),
@@ -39,14 +42,14 @@ final class MPIGradientReduction: GradientReduction {
     private var started = 0, exchanged = 0, gathered = 0
 
     init(world: MPI_Comm, rank: Int, size: Int, buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>],
-         shared: [Bool], exact: Bool, combine: @escaping TreeCombine) throws {
+         shared: [Bool], exact: Bool, combine: @escaping TreeCombine, sharedParameters: UnsafeMutablePointer<Float>? = nil) throws {
         precondition(shared.count == buckets.count, "GradientReduction: one shared flag per bucket")
         self.rank = rank; self.size = size; self.buffer = buffer; self.buckets = buckets; self.shared = shared
         ownedRanges = buckets.map { bucket in
             let mine = rankSegment(rank, of: bucket.count, ranks: size)
             return (bucket.lowerBound + mine.offset)..<(bucket.lowerBound + mine.offset + mine.length)
         }
-        self.exact = exact; self.combine = combine
+        self.exact = exact; self.combine = combine; self.sharedParameters = sharedParameters
         layout = .allocate(capacity: max(4 * size * buckets.count, 1))
         var offsets: [Int] = [], total = 0
         for (b, bucket) in buckets.enumerated() {
@@ -140,6 +143,7 @@ final class MPIGradientReduction: GradientReduction {
 
     func gather(_ target: UnsafeMutablePointer<Float>) throws {
         precondition(started == 0, "GradientReduction: gather during a round")
+        if target == sharedParameters { return try check(MPI_Barrier(gathering), "MPI_Barrier") }
         var pending = 0
         for (b, bucket) in buckets.enumerated() where !shared[b] {
             let l = layout + 4 * size * b

@@ -1,14 +1,15 @@
-// The training step's parameters and gradients of every rank of a node in one MPI shared-memory
-// window: when all the ranks of a run share a node, they read each other's gradients and parameters
-// in place instead of copying them through messages (SharedMemoryGradientReduction).
+// The training step's gradients of every rank of a node, and one copy of the parameters, in MPI
+// shared-memory windows: when all the ranks of a run share a node, they read each other's gradients
+// in place and share the parameters instead of copying them through messages
+// (SharedMemoryGradientReduction).
 import Atomics
 import CMPI
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Where a training step keeps its parameters and gradients: this process's own memory, or its
-/// slot of a `NodeMemory` that the other ranks of the node can read.
+/// Where a training step keeps its parameters and gradients: this process's own memory, or a
+/// `NodeMemory`: its slot of the node's gradients, and the node's one copy of the parameters.
 public final class StepBuffers {
     public let parameters: UnsafeMutablePointer<Float>
     public let gradients: UnsafeMutablePointer<Float>
@@ -25,11 +26,12 @@ public final class StepBuffers {
 
     init(node: NodeMemory) {
         self.node = node
-        parameters = node.parameters(of: node.rank)
+        parameters = node.parameters
         gradients = node.gradients(of: node.rank)
     }
 
-    /// True when the other ranks read these buffers in place (the reduction goes through shared memory).
+    /// True when the other ranks read these buffers in place: the gradients in the reduction, and
+    /// the parameters are one copy for the node, which only their owners (or rank 0) may write.
     public var isShared: Bool { node != nil }
 
     deinit {
@@ -38,19 +40,21 @@ public final class StepBuffers {
 }
 
 /// One slot per rank of a node in an MPI shared-memory window (`MPI_Win_allocate_shared`): a line of
-/// progress counters, the gradients, then the parameters. Each rank writes only its own slot and its
-/// own counters; the others read them once the counters say the values are final.
+/// progress counters, then the gradients. Each rank writes only its own slot and its own counters;
+/// the others read them once the counters say the values are final. A second window holds the one
+/// copy of the parameters that every rank of the node reads (allocated by rank 0).
 ///
 /// The counters only grow, and every rank makes the same sequence of the same steps, so "rank q has
 /// done the n-th such step" is "q's counter has reached the value mine reached at my n-th".
 final class NodeMemory {
     let rank: Int, size: Int
     let parameterCount: Int, gradientCount: Int
-    private var window: MPI_Win?
+    private var window: MPI_Win?, parameterWindow: MPI_Win?
     private let slots: [UnsafeMutableRawPointer]
-    /// Offsets in a slot, in bytes; the gradients and the parameters start on cache lines.
-    private let gradientOffset = 64, parameterOffset: Int
+    /// Offset of the gradients in a slot, in bytes (after the counters' cache line).
+    private let gradientOffset = 64
     private let slotFloats: Int
+    let parameters: UnsafeMutablePointer<Float>
 
     /// The progress counters of a slot, each cumulative over the run.
     enum Counter: Int {
@@ -65,11 +69,10 @@ final class NodeMemory {
     init(node: MPI_Comm, rank: Int, size: Int, parameterCount: Int, gradientCount: Int) throws {
         self.rank = rank; self.size = size
         self.parameterCount = parameterCount; self.gradientCount = gradientCount
-        let lines = { (floats: Int) in (floats * MemoryLayout<Float>.stride + 63) / 64 * 64 }
-        parameterOffset = gradientOffset + lines(gradientCount)
+        let pages = { (bytes: Int) in (bytes + 4095) / 4096 * 4096 }
         // Whole pages per slot, so that each slot's pages are first touched (placed) by its owner. The
         // window is contiguous: slot r starts r slots after slot 0, one stride for every fold.
-        let slotBytes = (parameterOffset + lines(parameterCount) + 4095) / 4096 * 4096
+        let slotBytes = pages(gradientOffset + gradientCount * MemoryLayout<Float>.stride)
         var base: UnsafeMutableRawPointer? = nil
         let rc = MPI_Win_allocate_shared(MPI_Aint(slotBytes), 1, aedist_info_null(), node, &base, &window)
         try checkMPI(rc, "MPI_Win_allocate_shared (\(slotBytes) bytes per rank)", rank: rank)
@@ -85,6 +88,18 @@ final class NodeMemory {
         }
         slots = found
         slotFloats = slotBytes / MemoryLayout<Float>.stride
+        let parameterBytes = rank == 0 ? pages(parameterCount * MemoryLayout<Float>.stride) : 0
+        var parameterBase: UnsafeMutableRawPointer? = nil
+        try checkMPI(MPI_Win_allocate_shared(MPI_Aint(parameterBytes), 1, aedist_info_null(), node, &parameterBase, &parameterWindow),
+                     "MPI_Win_allocate_shared (\(parameterCount) parameters)", rank: rank)
+        var bytes: MPI_Aint = 0, unit: Int32 = 0
+        var first: UnsafeMutableRawPointer? = nil
+        try checkMPI(MPI_Win_shared_query(parameterWindow, 0, &bytes, &unit, &first), "MPI_Win_shared_query", rank: rank)
+        guard let first, Int(bytes) >= parameterCount * MemoryLayout<Float>.stride else {
+            throw CommunicationError("rank \(rank): the node's shared parameters are smaller than asked")
+        }
+        parameters = first.bindMemory(to: Float.self, capacity: max(parameterCount, 1))
+        if rank == 0 { parameters.initialize(repeating: 0, count: parameterCount) }
         let mine = slots[rank]
         mine.initializeMemory(as: UInt8.self, repeating: 0, count: slotBytes)
         for c in 0..<3 {
@@ -97,14 +112,14 @@ final class NodeMemory {
     deinit {
         var finalised: Int32 = 0
         MPI_Finalized(&finalised)
-        if finalised == 0 && window != nil { MPI_Win_free(&window) }
+        if finalised == 0 {
+            if window != nil { MPI_Win_free(&window) }
+            if parameterWindow != nil { MPI_Win_free(&parameterWindow) }
+        }
     }
 
     func gradients(of r: Int) -> UnsafeMutablePointer<Float> {
         (slots[r] + gradientOffset).assumingMemoryBound(to: Float.self)
-    }
-    func parameters(of r: Int) -> UnsafeMutablePointer<Float> {
-        (slots[r] + parameterOffset).assumingMemoryBound(to: Float.self)
     }
     /// Floats from one rank's gradients to the next rank's: the leaf stride of a fold.
     var slotStride: Int { slotFloats }

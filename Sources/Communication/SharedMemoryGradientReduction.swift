@@ -5,8 +5,8 @@
 /// every rank's gradients in rank order, with the same tree, straight out of their slots, into its
 /// own slot. What the messages did (the all-to-all's copies in and out, the all-gathers) is gone:
 /// - a bucket that is `shared` is then copied by every rank from its owners' slots;
-/// - a bucket that is not is left as a reduce-scatter, and `gather` of the parameters copies the
-///   owners' updated segments from their parameter slots after a barrier.
+/// - a bucket that is not is left as a reduce-scatter: each rank updates its segments of the node's
+///   one copy of the parameters, and `gather` of the parameters is a barrier.
 /// `finish` ends with a barrier, so that no rank writes its next step's gradients while another
 /// still reads this step's. `gather` of any other buffer (the optimizer state, for a checkpoint)
 /// goes through `messages`, the MPI form.
@@ -88,17 +88,10 @@ final class SharedMemoryGradientReduction: GradientReduction {
 
     func gather(_ target: UnsafeMutablePointer<Float>) throws {
         precondition(started == 0, "GradientReduction: gather during a round")
-        guard target == node.parameters(of: node.rank) else { return try messages.gather(target) }
-        // The owners' updates are written once every rank has arrived; a rank writes its parameters
-        // again only after the next round's barrier, which this one reaches after copying.
+        guard target == node.parameters else { return try messages.gather(target) }
+        // Every owner has written its segments once every rank has arrived. An owner writes them
+        // again only after the next round's `finish`, which every rank reaches after its forward and
+        // backward have read them.
         node.barrier()
-        for r in 0..<node.size where r != node.rank {
-            let theirs = node.parameters(of: r)
-            for (b, bucket) in buckets.enumerated() where !shared[b] {
-                let segment = rankSegment(r, of: bucket.count, ranks: node.size)
-                let at = bucket.lowerBound + segment.offset
-                (target + at).update(from: theirs + at, count: segment.length)
-            }
-        }
     }
 }

@@ -128,7 +128,8 @@ public struct StepBenchmark {
         if let exactReduction { training.exactReduction = exactReduction }
         if let overlapReduction { training.overlapReduction = overlapReduction }
         if let shardUpdate { training.shardUpdate = shardUpdate }
-        training.model.initialise(training.parameters, seed: config.train.seed)
+        if training.writesParameters { training.model.initialise(training.parameters, seed: config.train.seed) }
+        try training.shareParameters()
         let p = training.model.parameterCount, model = training.model
         let rank = communicator.rank
 

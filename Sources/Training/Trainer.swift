@@ -264,7 +264,7 @@ public final class Trainer {
                 console.progress("aedist: settings changed since that checkpoint: " + changedOnResume.joined(separator: ", "))
             }
         }
-        try communicator.broadcast(parameters.pointer, byteCount: parameters.count * 4, root: 0)
+        try training.shareParameters()
         for (_, buffer) in optimizer.state {
             try communicator.broadcast(buffer.pointer, byteCount: buffer.count * 4, root: 0)
         }

@@ -79,7 +79,8 @@ public final class TrainingStep {
     public var updateIsSharded: Bool { shardUpdate && overlapReduction && communicator.size > 1 }
     /// The parameters and gradients are in memory every rank of the node reads (`train.shared_memory`
     /// with every rank on one node): the overlapped exact reduction then reads the other ranks'
-    /// gradients in place and the sharded update's all-gather copies their parameters, no messages.
+    /// gradients in place, and the parameters are one copy for the node. Only rank 0 writes them
+    /// outside a sharded update (see `shareParameters`).
     public let sharesMemory: Bool
     /// How the gradients cross ranks, for the start-up line (nil with one rank).
     public var reductionTransport: String? {
@@ -236,6 +237,20 @@ public final class TrainingStep {
         return made
     }
 
+    /// Gives every rank rank 0's parameters, after rank 0 (alone, when the node shares one copy:
+    /// `writesParameters`) has initialised or loaded them. Collective.
+    public func shareParameters() throws {
+        if sharesMemory {
+            try communicator.barrier()
+        } else {
+            try communicator.broadcast(parameters.pointer, byteCount: parameters.count * 4, root: 0)
+        }
+    }
+
+    /// Whether this rank writes the parameters when they are set whole (initialised or loaded): rank
+    /// 0 alone when the node shares one copy, every rank otherwise.
+    public var writesParameters: Bool { !sharesMemory || communicator.rank == 0 }
+
     /// With a sharded update each rank's optimizer state is current only in its own segments: this
     /// shares them, so that rank 0 can write the whole state. Collective.
     public func gatherOptimizerState() throws {
@@ -263,7 +278,10 @@ public final class TrainingStep {
     public func update(times: UnsafeMutablePointer<StepTimes>? = nil) throws {
         let start = DispatchTime.now().uptimeNanoseconds
         guard updateIsSharded else {
-            optimizer.update(parameters, gradients: gradients, pool: pool)
+            // One copy of the parameters for the node: rank 0 updates it (and holds the whole
+            // optimizer state, as a checkpoint needs), and the others wait for it.
+            if !sharesMemory || communicator.rank == 0 { optimizer.update(parameters, gradients: gradients, pool: pool) }
+            if sharesMemory { try communicator.barrier() }
             times?.pointee.update = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
             return
         }
