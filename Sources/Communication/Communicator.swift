@@ -34,8 +34,9 @@ public protocol GradientReduction: AnyObject {
     /// a shared bucket, in this rank's segment for the others.
     func finish() throws
     /// Copies every rank's segment of each bucket that is not shared from that rank's `buffer` into
-    /// every rank's `buffer` (an all-gather, in place). Collective; not during a round.
-    func gather(_ buffer: UnsafeMutablePointer<Float>) throws
+    /// every rank's `buffer` (an all-gather, in place), or into `root`'s alone (a gather: the other
+    /// ranks' copies outside their segments stay as they were). Collective; not during a round.
+    func gather(_ buffer: UnsafeMutablePointer<Float>, root: Int?) throws
 }
 
 /// The reduction of a run with one rank: every bucket already holds the sum.
@@ -44,7 +45,7 @@ public final class LocalGradientReduction: GradientReduction {
     public var ownedRanges: [Range<Int>] { buckets }
     private var next = 0
     public init(buckets: [Range<Int>]) { self.buckets = buckets }
-    public func gather(_ buffer: UnsafeMutablePointer<Float>) throws {}
+    public func gather(_ buffer: UnsafeMutablePointer<Float>, root: Int?) throws {}
     public func start(_ bucket: Int) throws {
         precondition(bucket == next, "GradientReduction: bucket \(bucket) started out of order (expected \(next))")
         next += 1

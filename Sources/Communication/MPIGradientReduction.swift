@@ -141,14 +141,21 @@ final class MPIGradientReduction: GradientReduction {
         started = 0; exchanged = 0; gathered = 0
     }
 
-    func gather(_ target: UnsafeMutablePointer<Float>) throws {
+    func gather(_ target: UnsafeMutablePointer<Float>, root: Int?) throws {
         precondition(started == 0, "GradientReduction: gather during a round")
         if target == sharedParameters { return try check(MPI_Barrier(gathering), "MPI_Barrier") }
         var pending = 0
         for (b, bucket) in buckets.enumerated() where !shared[b] {
-            let l = layout + 4 * size * b
-            try check(MPI_Iallgatherv(aedist_in_place(), 0, aedist_float(), target + bucket.lowerBound, l, l + size,
-                                      aedist_float(), gathering, gatherRequests + pending), "MPI_Iallgatherv")
+            let l = layout + 4 * size * b, base = target + bucket.lowerBound
+            if let root {
+                let mine = rankSegment(rank, of: bucket.count, ranks: size)
+                let send = rank == root ? aedist_in_place() : UnsafeMutableRawPointer(base + mine.offset)
+                try check(MPI_Igatherv(send, Int32(mine.length), aedist_float(), base, l, l + size, aedist_float(),
+                                       Int32(root), gathering, gatherRequests + pending), "MPI_Igatherv")
+            } else {
+                try check(MPI_Iallgatherv(aedist_in_place(), 0, aedist_float(), base, l, l + size,
+                                          aedist_float(), gathering, gatherRequests + pending), "MPI_Iallgatherv")
+            }
             pending += 1
         }
         try check(MPI_Waitall(Int32(pending), gatherRequests, aedist_statuses_ignore()), "MPI_Waitall")

@@ -86,9 +86,9 @@ final class SharedMemoryGradientReduction: GradientReduction {
         publishedBase = node.count(.published); foldedBase = node.count(.folded)
     }
 
-    func gather(_ target: UnsafeMutablePointer<Float>) throws {
+    func gather(_ target: UnsafeMutablePointer<Float>, root: Int?) throws {
         precondition(started == 0, "GradientReduction: gather during a round")
-        guard target == node.parameters else { return try messages.gather(target) }
+        guard target == node.parameters else { return try messages.gather(target, root: root) }
         // Every owner has written its segments once every rank has arrived. An owner writes them
         // again only after the next round's `finish`, which every rank reaches after its forward and
         // backward have read them.

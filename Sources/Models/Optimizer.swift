@@ -31,8 +31,9 @@ public final class Optimizer: @unchecked Sendable {
         self.settings = settings
         learningRate = settings.lr
         switch settings.kind {
-        case .adam: state = [("m", FloatBuffer(count: parameterCount)), ("v", FloatBuffer(count: parameterCount))]
-        case .sgd: state = [("momentum", FloatBuffer(count: parameterCount))]
+        // A rank of a sharded update touches only its own segments of the state.
+        case .adam: state = [("m", FloatBuffer(zeroedOnTouch: parameterCount)), ("v", FloatBuffer(zeroedOnTouch: parameterCount))]
+        case .sgd: state = [("momentum", FloatBuffer(zeroedOnTouch: parameterCount))]
         }
     }
 

@@ -2,6 +2,10 @@
 // Gradients and optimizer moments use the same layout, so one reduction, one optimizer loop and a
 // few large checkpoint writes cover everything.
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A named tensor inside a flat buffer: `count` floats at `offset`, of `shape`.
 public struct TensorView: Equatable, Sendable {
     public let name: String
@@ -81,11 +85,32 @@ public final class FloatBuffer: @unchecked Sendable {
         pointer.initialize(repeating: 0, count: max(count, 1))
         owner = nil
     }
+    /// `count` zeros in fresh anonymous pages, which the system maps only when first touched: a rank
+    /// that uses a part of the buffer keeps only that part in memory.
+    public init(zeroedOnTouch count: Int) {
+        self.count = count
+        let mapping = FreshPages(bytes: max(count, 1) * MemoryLayout<Float>.stride)
+        pointer = mapping.memory.bindMemory(to: Float.self, capacity: max(count, 1))
+        owner = mapping
+    }
     /// `count` initialised floats at `pointer`, which `owner` holds.
     public init(count: Int, at pointer: UnsafeMutablePointer<Float>, owner: AnyObject) {
         self.count = count; self.pointer = pointer; self.owner = owner
     }
     deinit { if owner == nil { pointer.deallocate() } }
+
+    /// A private anonymous mapping (zero pages until written), unmapped with the buffer.
+    private final class FreshPages {
+        let memory: UnsafeMutableRawPointer
+        let bytes: Int
+        init(bytes: Int) {
+            self.bytes = bytes
+            let m = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+            guard let m, m != MAP_FAILED else { fatalError("out of memory: mmap of \(bytes) bytes failed") }
+            memory = m
+        }
+        deinit { munmap(memory, bytes) }
+    }
 
     public func zero() { pointer.update(repeating: 0, count: count) }
     public func copy(from other: FloatBuffer) {

@@ -10,8 +10,8 @@ private let sealSize = 24
 
 /// FNV-1a over 64-bit words (then the remaining bytes): any change confined to one word changes
 /// the digest, since each step is a bijection of the state.
-func sealDigest(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
-    var h: UInt64 = 0xCBF2_9CE4_8422_2325
+func sealDigest(_ bytes: UnsafeRawBufferPointer, continuing state: UInt64 = 0xCBF2_9CE4_8422_2325) -> UInt64 {
+    var h = state
     var i = 0
     while i + 8 <= bytes.count {
         h = (h ^ bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0x100_0000_01B3
@@ -21,22 +21,40 @@ func sealDigest(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
     return h
 }
 
+/// The digest of the first `length` bytes of an open file, read in pieces of 1 MiB (a multiple of
+/// 8, so the words are those of one pass over the whole), so that sealing or checking a large
+/// checkpoint does not hold it in memory.
+private func sealDigest(of handle: FileHandle, length: UInt64, path: String) throws -> UInt64 {
+    try handle.seek(toOffset: 0)
+    var h: UInt64 = 0xCBF2_9CE4_8422_2325
+    var done: UInt64 = 0
+    while done < length {
+        let n = Int(min(length - done, 1 << 20))
+        guard let piece = try handle.read(upToCount: n), piece.count == n else {
+            throw StorageError("\(path): ended after \(done) of \(length) bytes while reading it")
+        }
+        h = piece.withUnsafeBytes { sealDigest($0, continuing: h) }
+        done += UInt64(n)
+    }
+    return h
+}
+
 /// Appends the seal to the file at `path`.
 public func appendSeal(toFileAt path: String) throws {
-    guard let data = FileManager.default.contents(atPath: path) else {
-        throw StorageError("\(path): cannot read to seal it")
-    }
-    let digest = data.withUnsafeBytes { sealDigest($0) }
-    var trailer = sealMagic
-    withUnsafeBytes(of: digest.littleEndian) { trailer += $0 }
-    withUnsafeBytes(of: UInt64(data.count).littleEndian) { trailer += $0 }
-    guard let handle = FileHandle(forWritingAtPath: path) else { throw StorageError("\(path): cannot open to seal it") }
+    guard let handle = FileHandle(forUpdatingAtPath: path) else { throw StorageError("\(path): cannot open to seal it") }
     defer { try? handle.close() }
     do {
+        let length = try handle.seekToEnd()
+        let digest = try sealDigest(of: handle, length: length, path: path)
+        var trailer = sealMagic
+        withUnsafeBytes(of: digest.littleEndian) { trailer += $0 }
+        withUnsafeBytes(of: length.littleEndian) { trailer += $0 }
         try handle.seekToEnd()
         try handle.write(contentsOf: Data(trailer))
+    } catch let error as StorageError {
+        throw error
     } catch {
-        throw StorageError("\(path): writing the seal failed: \(error.localizedDescription)")
+        throw StorageError("\(path): sealing it failed: \(error.localizedDescription)")
     }
 }
 
@@ -52,17 +70,19 @@ public func hasSeal(fileAt path: String) -> Bool {
 
 /// Throws unless the file ends with a seal that matches its contents.
 public func verifySeal(ofFileAt path: String) throws {
-    guard let data = FileManager.default.contents(atPath: path) else {
+    guard let handle = FileHandle(forReadingAtPath: path), let size = try? handle.seekToEnd() else {
         throw StorageError("\(path): cannot be read (does it exist?)")
     }
-    guard data.count >= sealSize, Array(data.suffix(sealSize).prefix(8)) == sealMagic else {
-        throw StorageError("\(path): no seal at the end of the file (truncated or damaged, or a file aedist did not write)")
+    defer { try? handle.close() }
+    let noSeal = StorageError("\(path): no seal at the end of the file (truncated or damaged, or a file aedist did not write)")
+    guard size >= UInt64(sealSize) else { throw noSeal }
+    try handle.seek(toOffset: size - UInt64(sealSize))
+    guard let trailer = try handle.read(upToCount: sealSize), trailer.count == sealSize,
+          Array(trailer.prefix(8)) == sealMagic else { throw noSeal }
+    let digest = trailer.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+    let length = trailer.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 16, as: UInt64.self)) }
+    let body = size - UInt64(sealSize)
+    guard length == body, digest == (try sealDigest(of: handle, length: body, path: path)) else {
+        throw StorageError("\(path): the seal does not match the contents: the file is damaged")
     }
-    let ok = data.withUnsafeBytes { raw -> Bool in
-        let body = UnsafeRawBufferPointer(rebasing: raw[0..<(raw.count - sealSize)])
-        let digest = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: raw.count - 16, as: UInt64.self))
-        let length = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: raw.count - 8, as: UInt64.self))
-        return length == UInt64(body.count) && digest == sealDigest(body)
-    }
-    guard ok else { throw StorageError("\(path): the seal does not match the contents: the file is damaged") }
 }

@@ -265,8 +265,12 @@ public final class Trainer {
             }
         }
         try training.shareParameters()
-        for (_, buffer) in optimizer.state {
-            try communicator.broadcast(buffer.pointer, byteCount: buffer.count * 4, root: 0)
+        // A new run's optimizer state is zeros on every rank already (and untouched: with a sharded
+        // update each rank then keeps only its own segments in memory).
+        if !path.isEmpty {
+            for (_, buffer) in optimizer.state {
+                try communicator.broadcast(buffer.pointer, byteCount: buffer.count * 4, root: 0)
+            }
         }
         // Every rank decides the same about early stopping: rank 0's state, the loss by its bits.
         let stopping = record.earlyStopping

@@ -252,10 +252,11 @@ public final class TrainingStep {
     public var writesParameters: Bool { !sharesMemory || communicator.rank == 0 }
 
     /// With a sharded update each rank's optimizer state is current only in its own segments: this
-    /// shares them, so that rank 0 can write the whole state. Collective.
+    /// gathers them on rank 0, so that it can write the whole state. The other ranks never touch the
+    /// rest of theirs (it is not even in their memory: see `Optimizer`). Collective.
     public func gatherOptimizerState() throws {
         guard updateIsSharded, let reduction else { return }
-        for (_, buffer) in optimizer.state { try reduction.gather(buffer.pointer) }
+        for (_, buffer) in optimizer.state { try reduction.gather(buffer.pointer, root: 0) }
     }
 
     /// Scales the reduced gradient down to L2 norm `limit` when it is larger; returns the norm before.
@@ -289,7 +290,7 @@ public final class TrainingStep {
         optimizer.update(parameters, gradients: gradients, ranges: updateRanges, pool: pool)
         let updated = DispatchTime.now().uptimeNanoseconds
         times?.pointee.update = Double(updated - start) / 1e6
-        try reduction.gather(parameters.pointer)
+        try reduction.gather(parameters.pointer, root: nil)
         times?.pointee.allreduce = Double(DispatchTime.now().uptimeNanoseconds - updated) / 1e6
     }
 }
