@@ -148,6 +148,18 @@ struct ProductProblem {
     }
     /// Below this many multiply-adds per extra thread, a product runs on fewer threads.
     static let minWorkPerThread = 1 << 20
+    /// Whether the tiles of a panel `nc` columns wide read A where it lies instead of from packed
+    /// strips: when C is narrow, a packed float of A would serve only n multiply-adds while packing it
+    /// costs about 16 (packing was a quarter of the 40-wide product of a VAE's latent layer). The six
+    /// rows of a strip (a few KiB per k block) stay in L1 across the column tiles anyway. Only the
+    /// wide and the half tiles read in place: the 16-wide tile's in-place loop runs out of the 16
+    /// vector registers of an AVX2 target and spills (measured slower: n = 20 and 50).
+    func readsAInPlace(panel nc: Int) -> Bool {
+        guard n <= 64, tiles.wide != nil else { return false }
+        var remaining = nc
+        while remaining > 16 { remaining -= 32 }
+        return remaining <= 8
+    }
 
     /// The k step per packed panel: the whole of k with a reduction chunk (the chunk tree runs per
     /// tile over all of k), otherwise k cut into equal blocks of at most kcMax.
@@ -220,10 +232,15 @@ struct ProductProblem {
                 let kcNow = min(kc, k - pc)
                 Packing.packB(b, cols: jc..<(jc + nc), p0: pc, kc: kcNow, into: pb)
                 let loadC = accumulate || pc > 0
+                let inPlace = readsAInPlace(panel: nc)
                 var ic = rows.lowerBound
                 while ic < rows.upperBound {
-                    let mc = min(mcMax, rows.upperBound - ic)
-                    Packing.packA(a, rows: ic..<(ic + mc), p0: pc, kc: kcNow, into: pa)
+                    let mc = min(mcMax, rows.upperBound - ic), whole = mc / mr * mr
+                    if !inPlace {
+                        Packing.packA(a, rows: ic..<(ic + mc), p0: pc, kc: kcNow, into: pa)
+                    } else if whole < mc {   // a last, partial strip: packed, so its missing rows are zeros
+                        Packing.packA(a, rows: (ic + whole)..<(ic + mc), p0: pc, kc: kcNow, into: pa)
+                    }
                     var jr = 0
                     while jr < nc {
                         let kernel = tiles.kernel(remaining: nc - jr)
@@ -232,7 +249,8 @@ struct ProductProblem {
                         var ir = 0
                         while ir < mc {
                             let ch = min(mr, mc - ir)
-                            let aStrip = UnsafePointer(pa + ir * kcNow)
+                            let aStrip = !inPlace ? ARows(packed: pa + ir * kcNow)
+                                : ch < mr ? ARows(packed: pa) : a.rows(from: ic + ir, step: pc)
                             tile(kernel, kc: kcNow, aStrip, bStrip, c: c + (ic + ir) * ldc + jc + jr, rows: ch, cols: cw,
                                  loadC: loadC, scratch: scratch)
                             ir += mr
@@ -250,7 +268,7 @@ struct ProductProblem {
     /// One micro-tile of C at `c` with `rows` × `cols` valid: computed in place when the tile is full,
     /// otherwise in full on a copy (zero padding) of which the valid part is written back.
     @inline(__always)
-    private func tile(_ kernel: TileKernel, kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+    private func tile(_ kernel: TileKernel, kc: Int, _ a: ARows, _ b: UnsafePointer<Float>,
                       c: UnsafeMutablePointer<Float>, rows: Int, cols: Int, loadC: Bool, scratch: ProductScratch) {
         let mr = MicroKernel.mr, width = kernel.width
         if rows == mr && cols == width {
@@ -272,7 +290,7 @@ struct ProductProblem {
     }
 
     @inline(__always)
-    private func compute(_ kernel: TileKernel, kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+    private func compute(_ kernel: TileKernel, kc: Int, _ a: ARows, _ b: UnsafePointer<Float>,
                          c: UnsafeMutablePointer<Float>, ldc: Int, loadC: Bool, scratch: ProductScratch) {
         let stripStride = kc * MicroKernel.nr
         if chunk > 0 {

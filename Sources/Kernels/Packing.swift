@@ -7,6 +7,12 @@ struct Operand {
     let base: UnsafePointer<Float>
     let ld: Int
     let transposed: Bool
+
+    /// Rows `row ..< row + MR` of op(M) from column `step` on, read in place by a tile.
+    func rows(from row: Int, step: Int) -> ARows {
+        transposed ? ARows(base: base + step * ld + row, rowStride: 1, stepStride: ld)
+                   : ARows(base: base + row * ld + step, rowStride: ld, stepStride: 1)
+    }
 }
 
 enum Packing {

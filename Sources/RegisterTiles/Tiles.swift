@@ -28,6 +28,9 @@ public protocol RegisterTile {
     /// self += a·b over `kc` steps of packed strips; a tile wider than NR reads the next strip at
     /// `b + stripStride`.
     mutating func multiplyAdd(kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, stripStride: Int)
+    /// The same over A read where it lies: row r's value of step p at a[r·rowStride + p·stepStride].
+    mutating func multiplyAdd(kc: Int, rows a: UnsafePointer<Float>, rowStride: Int, stepStride: Int,
+                              _ b: UnsafePointer<Float>, stripStride: Int)
     /// self = below + self, element by element, `below` a stack entry.
     mutating func add(below t: UnsafePointer<Float>)
     /// self = old + self, `old` read from C.
@@ -122,6 +125,30 @@ public struct PairTile<V: SIMD>: RegisterTile where V.Scalar == Float {
         }
     }
 
+    @inlinable @inline(__always)
+    public mutating func multiplyAdd(kc: Int, rows a: UnsafePointer<Float>, rowStride rs: Int, stepStride ss: Int,
+                                     _ b: UnsafePointer<Float>, stripStride: Int) {
+        let second = Self.secondHalf(stripStride: stripStride)
+        let a0 = a, a1 = a + rs, a2 = a + 2 * rs, a3 = a + 3 * rs, a4 = a + 4 * rs, a5 = a + 5 * rs
+        var pb = b, at = 0
+        for _ in 0..<kc {
+            let b0: V = load(pb), b1: V = load(pb + second)
+            var x = V(repeating: a0[at])
+            r0a = r0a.addingProduct(x, b0); r0b = r0b.addingProduct(x, b1)
+            x = V(repeating: a1[at])
+            r1a = r1a.addingProduct(x, b0); r1b = r1b.addingProduct(x, b1)
+            x = V(repeating: a2[at])
+            r2a = r2a.addingProduct(x, b0); r2b = r2b.addingProduct(x, b1)
+            x = V(repeating: a3[at])
+            r3a = r3a.addingProduct(x, b0); r3b = r3b.addingProduct(x, b1)
+            x = V(repeating: a4[at])
+            r4a = r4a.addingProduct(x, b0); r4b = r4b.addingProduct(x, b1)
+            x = V(repeating: a5[at])
+            r5a = r5a.addingProduct(x, b0); r5b = r5b.addingProduct(x, b1)
+            at += ss; pb += 16
+        }
+    }
+
     /// self = below + self, `below` a stack entry of row stride `width`.
     @inlinable @inline(__always)
     public mutating func add(below t: UnsafePointer<Float>) {
@@ -185,6 +212,23 @@ public struct HalfTile: RegisterTile {
             r4 = r4.addingProduct(SIMD8(repeating: pa[4]), b0)
             r5 = r5.addingProduct(SIMD8(repeating: pa[5]), b0)
             pa += 6; pb += 16
+        }
+    }
+
+    @inlinable @inline(__always)
+    public mutating func multiplyAdd(kc: Int, rows a: UnsafePointer<Float>, rowStride rs: Int, stepStride ss: Int,
+                                     _ b: UnsafePointer<Float>, stripStride: Int) {
+        let a0 = a, a1 = a + rs, a2 = a + 2 * rs, a3 = a + 3 * rs, a4 = a + 4 * rs, a5 = a + 5 * rs
+        var pb = b, at = 0
+        for _ in 0..<kc {
+            let b0: SIMD8<Float> = load(pb)
+            r0 = r0.addingProduct(SIMD8(repeating: a0[at]), b0)
+            r1 = r1.addingProduct(SIMD8(repeating: a1[at]), b0)
+            r2 = r2.addingProduct(SIMD8(repeating: a2[at]), b0)
+            r3 = r3.addingProduct(SIMD8(repeating: a3[at]), b0)
+            r4 = r4.addingProduct(SIMD8(repeating: a4[at]), b0)
+            r5 = r5.addingProduct(SIMD8(repeating: a5[at]), b0)
+            at += ss; pb += 16
         }
     }
 
