@@ -51,8 +51,10 @@ public final class MPICommunicator: Communicator {
     private var layoutCount = -1
     /// The ranks of this node, all of the run's (nil when the run spans nodes, or has one rank).
     private var node: MPI_Comm?
-    /// The step buffers made last in shared memory, which `makeGradientReduction` recognises.
+    /// The step buffers made last in shared memory, which `makeGradientReduction` recognises, and
+    /// every such memory made, freed in `finish`.
     private weak var nodeMemory: NodeMemory?
+    private var nodeMemories: [NodeMemory] = []
 
     /// Initialises MPI (as a singleton when started without mpirun).
     public init() throws {
@@ -101,7 +103,15 @@ public final class MPICommunicator: Communicator {
 
     public func makeStepBuffers(parameterCount: Int, gradientCount: Int, sharedMemory: Bool) throws -> StepBuffers {
         guard sharedMemory, let node else { return StepBuffers(parameterCount: parameterCount, gradientCount: gradientCount) }
-        let memory = try NodeMemory(node: node, rank: rank, size: size, parameterCount: parameterCount, gradientCount: gradientCount)
+        let memory = NodeMemory(node: node, rank: rank, size: size, parameterCount: parameterCount, gradientCount: gradientCount)
+        // Every rank learns whether any could not use the memory (this also orders every rank's
+        // zeroed counters before anyone reads them); then all fall back to their own buffers alike.
+        // A memory that some rank cannot use is left to MPI_Finalize: freeing it is collective.
+        if let first = try firstFailingRank(localFailure: memory.problem != nil) {
+            let reason = first == rank ? memory.problem! : "rank \(first) could not map the node's shared memory"
+            return StepBuffers(parameterCount: parameterCount, gradientCount: gradientCount, sharedMemoryUnavailable: reason)
+        }
+        nodeMemories.append(memory)
         nodeMemory = memory
         return StepBuffers(node: memory)
     }
@@ -202,6 +212,8 @@ public final class MPICommunicator: Communicator {
         var finalised: Int32 = 0
         MPI_Finalized(&finalised)
         if finalised == 0 {
+            for memory in nodeMemories { memory.free() }
+            nodeMemories = []
             if node != nil { MPI_Comm_free(&node) }
             MPI_Finalize()
         }

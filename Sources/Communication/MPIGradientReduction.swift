@@ -9,8 +9,11 @@ import CMPI
 /// the same. Not exact: MPI_Iallreduce per bucket.
 ///
 /// A bucket that is not `shared` stops after the fold (a reduce-scatter: this rank holds the sum of
-/// its segment); `gather` later runs the all-gather for those buckets on another buffer. Not exact:
-/// every rank holds the whole sum anyway, and `gather` still shares the owners' segments.
+/// its segment); `gather` later runs the all-gather (or, given a root, the gather) for those buckets
+/// on another buffer. Not exact: every rank holds the whole sum anyway, and `gather` still shares the
+/// owners' segments. With the node's one copy of the parameters in shared memory (`sharedParameters`)
+/// `finish` ends with a barrier, so that no owner updates them while another rank still reads them,
+/// and `gather` of them is a barrier.
 ///
 /// The all-to-alls and the all-gathers run on two duplicates of the world communicator: MPI matches
 /// nonblocking collectives by their order on a communicator, and one rank may start bucket b's
@@ -138,6 +141,7 @@ final class MPIGradientReduction: GradientReduction {
             try check(MPI_Wait(gatherRequests + gathered, aedist_status_ignore()), "MPI_Wait")
             gathered += 1
         }
+        if sharedParameters != nil { try check(MPI_Barrier(gathering), "MPI_Barrier") }
         started = 0; exchanged = 0; gathered = 0
     }
 

@@ -15,8 +15,12 @@ public final class StepBuffers {
     public let gradients: UnsafeMutablePointer<Float>
     /// Non-nil when the buffers are this rank's slot of memory shared by every rank of the run.
     let node: NodeMemory?
+    /// Why the buffers are private although shared memory was asked for and every rank is on one
+    /// node (the window could not be made, on some rank); nil otherwise.
+    public let sharedMemoryUnavailable: String?
 
-    init(parameterCount: Int, gradientCount: Int) {
+    init(parameterCount: Int, gradientCount: Int, sharedMemoryUnavailable: String? = nil) {
+        self.sharedMemoryUnavailable = sharedMemoryUnavailable
         parameters = .allocate(capacity: max(parameterCount, 1))
         parameters.initialize(repeating: 0, count: max(parameterCount, 1))
         gradients = .allocate(capacity: max(gradientCount, 1))
@@ -26,6 +30,7 @@ public final class StepBuffers {
 
     init(node: NodeMemory) {
         self.node = node
+        sharedMemoryUnavailable = nil
         parameters = node.parameters
         gradients = node.gradients(of: node.rank)
     }
@@ -48,7 +53,6 @@ public final class StepBuffers {
 /// done the n-th such step" is "q's counter has reached the value mine reached at my n-th".
 final class NodeMemory {
     let rank: Int, size: Int
-    let parameterCount: Int, gradientCount: Int
     private var window: MPI_Win?, parameterWindow: MPI_Win?
     private let slots: [UnsafeMutableRawPointer]
     /// Offset of the gradients in a slot, in bytes (after the counters' cache line).
@@ -65,57 +69,67 @@ final class NodeMemory {
     /// This rank's own counts (its counters hold the same values).
     private var counts = [0, 0, 0]
 
-    /// Collective over `node` (every rank of which shares this machine's memory).
-    init(node: MPI_Comm, rank: Int, size: Int, parameterCount: Int, gradientCount: Int) throws {
+    /// Collective over `node` (every rank of which shares this machine's memory). Makes both windows
+    /// on every rank before it checks anything, so that a problem on one rank leaves no other
+    /// waiting in a collective; the caller agrees on `problem` before using the memory.
+    init(node: MPI_Comm, rank: Int, size: Int, parameterCount: Int, gradientCount: Int) {
         self.rank = rank; self.size = size
-        self.parameterCount = parameterCount; self.gradientCount = gradientCount
+        // The slots are back to back (the window is contiguous): slot r starts r slots after slot 0,
+        // one stride for every fold. Whole pages per slot, which is no promise of page-aligned slots
+        // (Open MPI puts its own state first): each slot starts with room to align its counters'
+        // line to 64 bytes, the same amount in every slot.
         let pages = { (bytes: Int) in (bytes + 4095) / 4096 * 4096 }
-        // Whole pages per slot, so that each slot's pages are first touched (placed) by its owner. The
-        // window is contiguous: slot r starts r slots after slot 0, one stride for every fold.
-        let slotBytes = pages(gradientOffset + gradientCount * MemoryLayout<Float>.stride)
-        var base: UnsafeMutableRawPointer? = nil
-        let rc = MPI_Win_allocate_shared(MPI_Aint(slotBytes), 1, aedist_info_null(), node, &base, &window)
-        try checkMPI(rc, "MPI_Win_allocate_shared (\(slotBytes) bytes per rank)", rank: rank)
-        var found: [UnsafeMutableRawPointer] = []
-        for r in 0..<size {
-            var bytes: MPI_Aint = 0, unit: Int32 = 0
-            var pointer: UnsafeMutableRawPointer? = nil
-            try checkMPI(MPI_Win_shared_query(window, Int32(r), &bytes, &unit, &pointer), "MPI_Win_shared_query", rank: rank)
-            guard let pointer, Int(bytes) >= slotBytes, pointer == base!.advanced(by: (r - rank) * slotBytes) else {
-                throw CommunicationError("rank \(rank): MPI_Win_allocate_shared did not lay the ranks' memory out back to back")
-            }
-            found.append(pointer)
-        }
-        slots = found
-        slotFloats = slotBytes / MemoryLayout<Float>.stride
+        let slotBytes = pages(64 + gradientOffset + gradientCount * MemoryLayout<Float>.stride)
         let parameterBytes = rank == 0 ? pages(parameterCount * MemoryLayout<Float>.stride) : 0
-        var parameterBase: UnsafeMutableRawPointer? = nil
-        try checkMPI(MPI_Win_allocate_shared(MPI_Aint(parameterBytes), 1, aedist_info_null(), node, &parameterBase, &parameterWindow),
-                     "MPI_Win_allocate_shared (\(parameterCount) parameters)", rank: rank)
-        var bytes: MPI_Aint = 0, unit: Int32 = 0
+        var base: UnsafeMutableRawPointer? = nil, parameterBase: UnsafeMutableRawPointer? = nil
+        let rc = MPI_Win_allocate_shared(MPI_Aint(slotBytes), 1, aedist_info_null(), node, &base, &window)
+        let parameterRC = MPI_Win_allocate_shared(MPI_Aint(parameterBytes), 1, aedist_info_null(), node,
+                                                  &parameterBase, &parameterWindow)
+        slotFloats = slotBytes / MemoryLayout<Float>.stride
+        var found: [UnsafeMutableRawPointer] = []
         var first: UnsafeMutableRawPointer? = nil
-        try checkMPI(MPI_Win_shared_query(parameterWindow, 0, &bytes, &unit, &first), "MPI_Win_shared_query", rank: rank)
-        guard let first, Int(bytes) >= parameterCount * MemoryLayout<Float>.stride else {
-            throw CommunicationError("rank \(rank): the node's shared parameters are smaller than asked")
+        var problem: String? = nil
+        if rc != MPI_SUCCESS || parameterRC != MPI_SUCCESS {
+            problem = "MPI_Win_allocate_shared failed on rank \(rank): \(MPICommunicator.errorString(rc != MPI_SUCCESS ? rc : parameterRC))"
+        } else {
+            for r in 0..<size {
+                var bytes: MPI_Aint = 0, unit: Int32 = 0
+                var pointer: UnsafeMutableRawPointer? = nil
+                MPI_Win_shared_query(window, Int32(r), &bytes, &unit, &pointer)
+                guard let pointer, Int(bytes) >= slotBytes, pointer == base!.advanced(by: (r - rank) * slotBytes),
+                      Int(bitPattern: pointer) % 8 == 0 else {
+                    problem = "rank \(rank): MPI_Win_allocate_shared did not lay the ranks' memory out back to back"
+                    break
+                }
+                found.append(pointer + (64 - Int(bitPattern: pointer) % 64) % 64)
+            }
+            var bytes: MPI_Aint = 0, unit: Int32 = 0
+            MPI_Win_shared_query(parameterWindow, 0, &bytes, &unit, &first)
+            if first == nil || Int(bytes) < parameterCount * MemoryLayout<Float>.stride {
+                problem = problem ?? "rank \(rank): the node's shared parameters are smaller than asked"
+            }
         }
-        parameters = first.bindMemory(to: Float.self, capacity: max(parameterCount, 1))
+        self.problem = problem
+        slots = problem == nil ? found : []
+        parameters = (problem == nil ? first! : UnsafeMutableRawPointer.allocate(byteCount: 4, alignment: 4))
+            .bindMemory(to: Float.self, capacity: max(parameterCount, 1))
+        guard problem == nil else { return }
         if rank == 0 { parameters.initialize(repeating: 0, count: parameterCount) }
         let mine = slots[rank]
-        mine.initializeMemory(as: UInt8.self, repeating: 0, count: slotBytes)
+        mine.initializeMemory(as: UInt8.self, repeating: 0, count: gradientOffset + gradientCount * MemoryLayout<Float>.stride)
         for c in 0..<3 {
             (mine + 8 * c).bindMemory(to: Int.AtomicRepresentation.self, capacity: 1).initialize(to: .init(0))
         }
-        // Every slot's counters are zero before anyone reads them.
-        try checkMPI(MPI_Barrier(node), "MPI_Barrier", rank: rank)
     }
 
-    deinit {
-        var finalised: Int32 = 0
-        MPI_Finalized(&finalised)
-        if finalised == 0 {
-            if window != nil { MPI_Win_free(&window) }
-            if parameterWindow != nil { MPI_Win_free(&parameterWindow) }
-        }
+    /// Why this rank cannot use the memory; nil when it can.
+    let problem: String?
+
+    /// Frees the windows. Collective, so never from a deinit: a rank leaving on an error would wait
+    /// here for the others. The communicator calls it at the orderly end (`finish`).
+    func free() {
+        if window != nil { MPI_Win_free(&window) }
+        if parameterWindow != nil { MPI_Win_free(&parameterWindow) }
     }
 
     func gradients(of r: Int) -> UnsafeMutablePointer<Float> {

@@ -157,8 +157,12 @@ struct ProductProblem {
     func readsAInPlace(panel nc: Int) -> Bool {
         guard n <= 64, tiles.wide != nil else { return false }
         var remaining = nc
-        while remaining > 16 { remaining -= 32 }
-        return remaining <= 8
+        while remaining > 0 {
+            let width = tiles.kernel(remaining: remaining).width
+            if width == tiles.full.width { return false }
+            remaining -= width
+        }
+        return true
     }
 
     /// The k step per packed panel: the whole of k with a reduction chunk (the chunk tree runs per

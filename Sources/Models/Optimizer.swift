@@ -37,6 +37,12 @@ public final class Optimizer: @unchecked Sendable {
         }
     }
 
+    /// Back to the state of a new run: no updates, zero moments.
+    public func reset() {
+        updates = 0
+        for (_, buffer) in state { buffer.zero() }
+    }
+
     /// Applies one update to `parameters` from `gradients` (the mean-loss gradient): to every element,
     /// or only to those in `ranges` (a rank's shard: the others are updated by other ranks, and each
     /// element's update depends on that element alone, so the result is the same bits).

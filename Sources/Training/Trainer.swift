@@ -33,8 +33,9 @@ public struct TrainSummary {
     public var threadsPerRank: Int
     public var checkpoint: String?
     public var wallSeconds: Double
-    /// The largest peak resident memory of any rank (MiB), and the data residency in use.
+    /// The largest peak resident memory of any rank (MiB), each rank's, and the data residency in use.
     public var maxRSSMiB: Double = 0
+    public var rssMiBPerRank: [Double] = []
     public var residency = ""
     /// Early stopping's best model (`checkpoints/best.h5`), when the run has one.
     public var bestCheckpoint: String? = nil
@@ -44,7 +45,7 @@ public struct TrainSummary {
          "train_loss": trainLoss.map { $0 as Any } ?? NSNull(), "test_loss": testLoss.map { $0 as Any } ?? NSNull(),
          "samples_per_second": samplesPerSecond, "world_size": worldSize, "threads_per_rank": threadsPerRank,
          "checkpoint": checkpoint.map { $0 as Any } ?? NSNull(), "wall_seconds": wallSeconds,
-         "max_rss_mib": maxRSSMiB, "data_residency": residency,
+         "max_rss_mib": maxRSSMiB, "rss_mib_per_rank": rssMiBPerRank, "data_residency": residency,
          "best_checkpoint": bestCheckpoint.map { $0 as Any } ?? NSNull()]
     }
 
@@ -192,7 +193,7 @@ public final class Trainer {
     }
 
     /// Initialises from the seed, or resumes from a checkpoint chosen on rank 0; then every rank
-    /// takes rank 0's parameters, optimizer state and progress. A run directory holds one run:
+    /// takes rank 0's parameters, progress and, when resuming, optimizer state. A run directory holds one run:
     /// starting a new run where another's checkpoints are is refused unless they are moved aside.
     private func start(resume: ResumeMode, archivePrevious: Bool) throws {
         let c = config
@@ -239,6 +240,8 @@ public final class Trainer {
                         throw error   // the configuration belongs to another run: the user must choose
                     } catch {
                         console.warn("warning: skipping checkpoint '\(path)': \(error)")
+                        // It may have loaded a part of the optimizer state before failing.
+                        optimizer.reset()
                     }
                 }
                 chosen = found
@@ -476,15 +479,17 @@ public final class Trainer {
                 break
             }
         }
-        var peak = [peakResidentMiB()]
-        try communicator.allreduceMax(&peak)
+        var peaks = [Double](repeating: 0, count: communicator.size)
+        peaks[communicator.rank] = peakResidentMiB()
+        try communicator.allreduceSum(&peaks)   // each rank fills its own entry: x + 0 is exact
         var summary = TrainSummary(status: status, step: progress.step,
                                    epoch: (progress.step + stepsPerEpoch - 1) / stepsPerEpoch, trainLoss: lastLoss,
                                    testLoss: testLoss,
                                    samplesPerSecond: trainingSeconds > 0 ? Double((progress.step - startStep) * plan.global) / trainingSeconds : 0,
                                    worldSize: communicator.size, threadsPerRank: threads,
                                    checkpoint: lastCheckpoint, wallSeconds: Date().timeIntervalSince(wallStart))
-        summary.maxRSSMiB = peak[0]
+        summary.maxRSSMiB = peaks.max() ?? 0
+        summary.rssMiBPerRank = peaks
         summary.residency = data.residency.rawValue
         if config.train.earlyStopping != nil, record.earlyStopping.bestLoss != nil, FileManager.default.fileExists(atPath: checkpoints.best) {
             summary.bestCheckpoint = checkpoints.best

@@ -12,7 +12,8 @@ import Storage
 /// - Overlapped reduction: `backward` is the pass with the reduction's start and progress calls in
 ///   it (`progress`: the time in those calls); `wait` is the time blocked in `finish` after backward
 ///   (communication not hidden, the last buckets' folds, and waiting for a slower rank); `allreduce`
-///   is the all-gather of the updated parameters after a sharded update, else 0.
+///   is the all-gather of the updated parameters after a sharded update (with the parameters in
+///   shared memory: the barrier that stands for it), else 0.
 /// - Blocking reduction: `backward` is compute only; `wait` is a barrier after backward (waiting for
 ///   the slowest rank, np > 1 only); `allreduce` is the blocking tree allreduce after it.
 public struct StepTimes {
@@ -82,11 +83,17 @@ public final class TrainingStep {
     /// gradients in place, and the parameters are one copy for the node. Only rank 0 writes them
     /// outside a sharded update (see `shareParameters`).
     public let sharesMemory: Bool
+    /// Why the step's buffers are not in shared memory although `train.shared_memory` asked for it
+    /// and every rank is on one node; nil otherwise.
+    public let sharedMemoryUnavailable: String?
     /// How the gradients cross ranks, for the start-up line (nil with one rank).
     public var reductionTransport: String? {
         guard communicator.size > 1 else { return nil }
         if sharesMemory && exactReduction && overlapReduction { return "gradients reduced in shared memory (every rank on one node)" }
-        return "gradients reduced by MPI messages" + (communicator.sharesOneNode ? "" : " (the ranks span nodes)")
+        let messages = "gradients reduced by MPI messages"
+        if let why = sharedMemoryUnavailable { return messages + " (shared memory unavailable: \(why))" }
+        if sharesMemory { return messages + ", one copy of the parameters in shared memory (every rank on one node)" }
+        return messages + (communicator.sharesOneNode ? "" : " (the ranks span nodes)")
     }
     /// This rank's parameter ranges when the update is sharded.
     private var updateRanges: [Range<Int>] = []
@@ -114,6 +121,7 @@ public final class TrainingStep {
                                                        gradientCount: model.parameterCount + TrainingStep.extraCount,
                                                        sharedMemory: config.train.sharedMemory)
         sharesMemory = buffers.isShared
+        sharedMemoryUnavailable = buffers.sharedMemoryUnavailable
         parameters = FloatBuffer(count: model.parameterCount, at: buffers.parameters, owner: buffers)
         gradients = FloatBuffer(count: model.parameterCount + TrainingStep.extraCount, at: buffers.gradients, owner: buffers)
         optimizer = Optimizer(settings: config.train.optimizer, parameterCount: model.parameterCount)

@@ -188,11 +188,20 @@ final class RankInvarianceTests: XCTestCase {
             XCTAssertEqual(ls.count, 3)
             XCTAssertEqual(ls, lm, "np=\(np) \(settings)")
         }
+        // A node where the shared memory cannot be mapped (Open MPI without its shared-memory window
+        // component): every rank falls back to messages, says why, and trains the same bits.
+        let (shared, _, _) = try train(np: 2, threads: 1, name: "shm-again")
+        let (fallback, _, rf) = try train(np: 2, threads: 1, extraMPI: ["--mca", "osc", "^sm"], name: "shm-fallback")
+        XCTAssertTrue(rf.stdout.contains("gradients reduced by MPI messages (shared memory unavailable: MPI_Win_allocate_shared failed"),
+                      rf.stdout)
+        XCTAssertTrue(bitwiseEqual(shared, fallback), "the fallback to messages trained other parameters")
     }
 
     func testTCPTransportGivesTheSameResult() throws {
         let (a, _, _) = try train(np: 1, threads: 1, name: "tcp1")
-        let (b, _, result) = try train(np: 2, threads: 1, extraMPI: ["--mca", "btl", "tcp,self"], name: "tcp2")
+        // Messages, or the gradients would not travel over TCP at all (train.shared_memory).
+        let (b, _, result) = try train(np: 2, threads: 1, extraMPI: ["--mca", "btl", "tcp,self"],
+                                       settings: ["train.shared_memory=false"], name: "tcp2")
         XCTAssertTrue(bitwiseEqual(a, b), "TCP run differs: \(result.stderr)")
     }
 

@@ -212,11 +212,11 @@ final class MatrixProductTests: XCTestCase {
     func testReductionChunkMatchesSeparateChunksAndTree() {
         for pools in PathPools.all {
             var rng = TestRandom(seed: 6)
-            // n = 20, 40 and 9 read A in place (wide and 8-wide tiles) on the AVX-512 path, the partial
-            // last strip packed; the others pack A.
+            // n = 20, 40 and 1 read A in place (wide and 8-wide tiles) on the AVX-512 path, the partial
+            // last strip packed; the others (16-wide tiles, or n > 64) pack A.
             let shapes: [(Int, Int, Bool, Bool)] = [(37, 45, true, false), (6, 16, true, false),
                                                     (13, 70, false, false), (20, 9, false, true), (1, 1, true, true),
-                                                    (37, 20, true, false), (25, 40, false, true)]
+                                                    (37, 20, true, false), (25, 40, false, true), (19, 1, false, false)]
             for (m, n, transposeA, transposeB) in shapes {
                 for chunks in [1, 2, 3, 4, 5, 8] {
                     // 260: a chunk longer than the plain product's k block.

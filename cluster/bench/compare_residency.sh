@@ -8,23 +8,13 @@
 #      NPS (rank counts, "2 4 8"; oversubscribed on a small machine: memory is per rank, and only
 #      the np = 2 throughput is meaningful on 2 cores), SHUFFLE (blocks).
 set -u
-here=$(cd "$(dirname "$0")/../.." && pwd)
 REPS=${1:-3}
 OUT=${2:-bench-residency.jsonl}
-AEDIST=${AEDIST:-$here/.build/release/aedist}
-PY=${PY:-python3}
-DATA=${DATA:?set DATA=/path/to/mnist.h5}
-PEER=${PEER:-$here/cluster/bench/torch_peer.py}
+source "$(dirname "$0")/common.sh"
 STEPS=${STEPS:-200}
 SHUFFLE=${SHUFFLE:-blocks}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-: > "$OUT"
 run=$(mktemp -d)
 trap 'rm -rf "$run"' EXIT
-tag() { python3 -c 'import json,sys; t=sys.argv[1]
-for l in sys.stdin:
-    l=l.strip()
-    if l.startswith("{") and "summary" in l or l.startswith("{\"peer"): d=json.loads(l); d["setting"]=t; print(json.dumps(d))' "$1" >> "$OUT"; }
 train() {  # np residency shuffle
   rm -rf "$run/r"
   timeout 600 mpirun --oversubscribe --bind-to none -np "$1" "$AEDIST" train --config "$here/configs/mnist-vae.yaml" \
