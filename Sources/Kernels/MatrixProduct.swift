@@ -147,7 +147,7 @@ struct ProductProblem {
         k > 2 * kcMax && chunk >= 128 && (k / chunk + 1) * m * n <= 1 << 24
     }
     /// Below this many multiply-adds per extra thread, a product runs on fewer threads.
-    static let minWorkPerThread = 1 << 20
+    static let minWorkPerThread = 1 << 19
     /// Whether the tiles of a panel `nc` columns wide read A where it lies instead of from packed
     /// strips: when C is narrow, a packed float of A would serve only n multiply-adds while packing it
     /// costs about 16 (packing was a quarter of the 40-wide product of a VAE's latent layer). The six

@@ -47,7 +47,17 @@ CONV_SHAPES="
 25088,16,32,0,0,0 convT2-fwd
 32,16,25088,1,0,3136 convT2-dW
 "
+# SET=narrow: the VAE's products with a 20- or 40-wide side (run it a few times: each is 1-3 MFLOP).
+NARROW_SHAPES="
+128,40,256,0,1,0 fwd-256-40
+128,256,20,0,1,0 fwd-20-256
+40,256,128,1,0,16 dW-256-40
+256,20,128,1,0,16 dW-20-256
+128,256,40,0,0,0 dX-256-40
+128,20,256,0,0,0 dX-20-256
+"
 [ "${SET:-}" = conv ] && SHAPES=$CONV_SHAPES
+[ "${SET:-}" = narrow ] && SHAPES=$NARROW_SHAPES
 echo "$SHAPES" | while read -r spec name; do
   [ -z "$spec" ] && continue
   IFS=, read -r m n k ta tb ch <<< "$spec"
