@@ -26,7 +26,7 @@ memory() {  # np shared_memory
   timeout 600 mpirun --oversubscribe --bind-to none -np "$1" "$AEDIST" train --config "$here/configs/mnist-vae.yaml" \
     --set data.path="$DATA" --set train.max_steps=200 --set data.residency=sharded --set data.shuffle=blocks \
     --set train.shared_memory="$2" --set train.log_every=100000 --set train.checkpoint_every=100000 \
-    --run-dir "$run/r" --resume never --threads 1 2>/dev/null | tail -1 | tag "aedist train np=$1 sharded shared_memory=$2"
+    --run-dir "$run/r" --resume never --threads 1 2>/dev/null | tail -1 | sed "s#$run/r#RUN#g" | tag "aedist train np=$1 sharded shared_memory=$2"
 }
 peer() {  # np port [label]: per-process batch 128 and the largest process's peak RSS
   kib=$( { OMP_NUM_THREADS=1 /usr/bin/time -f "%M" $PY "$PEER" --data "$DATA" --model vae --threads 1 --ddp "$1" \
