@@ -117,6 +117,15 @@ extension Communicator {
         return v[0] == 0 ? nil : size - Int(v[0])
     }
 
+    /// Every rank's `mine`, in rank order, on every rank (each rank fills its own entry of a sum:
+    /// x + 0 is exact).
+    public func valuesPerRank(_ mine: Double) throws -> [Double] {
+        var values = [Double](repeating: 0, count: size)
+        values[rank] = mine
+        try allreduceSum(&values)
+        return values
+    }
+
     /// Broadcasts a string from `root`.
     public func broadcast(_ text: String, root: Int) throws -> String {
         var length: [Int64] = [rank == root ? Int64(text.utf8.count) : 0]

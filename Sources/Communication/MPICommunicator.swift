@@ -51,9 +51,8 @@ public final class MPICommunicator: Communicator {
     private var layoutCount = -1
     /// The ranks of this node, all of the run's (nil when the run spans nodes, or has one rank).
     private var node: MPI_Comm?
-    /// The step buffers made last in shared memory, which `makeGradientReduction` recognises, and
-    /// every such memory made, freed in `finish`.
-    private weak var nodeMemory: NodeMemory?
+    /// The step buffers made in shared memory, which `makeGradientReduction` recognises by their
+    /// gradients; freed in `finish`.
     private var nodeMemories: [NodeMemory] = []
 
     /// Initialises MPI (as a singleton when started without mpirun).
@@ -112,14 +111,13 @@ public final class MPICommunicator: Communicator {
             return StepBuffers(parameterCount: parameterCount, gradientCount: gradientCount, sharedMemoryUnavailable: reason)
         }
         nodeMemories.append(memory)
-        nodeMemory = memory
         return StepBuffers(node: memory)
     }
 
     public func makeGradientReduction(buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>], shared: [Bool], exact: Bool,
                                       combine: @escaping TreeCombine) throws -> GradientReduction {
         if size == 1 { return LocalGradientReduction(buckets: buckets) }
-        let memory = nodeMemory.flatMap { buffer == $0.gradients(of: rank) ? $0 : nil }
+        let memory = nodeMemories.first { buffer == $0.gradients(of: rank) }
         if exact, let memory {
             // Messages only for `gather` of buffers outside the node's memory (the optimizer state).
             let messages = try MPIGradientReduction(world: world, rank: rank, size: size, buffer: buffer, buckets: buckets,

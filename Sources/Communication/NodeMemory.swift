@@ -154,13 +154,13 @@ final class NodeMemory {
     func count(_ c: Counter) -> Int { counts[c.rawValue] }
 
     /// Whether rank `r` has counted `value` of `c` (and every write it made before is visible).
-    func reached(_ r: Int, _ c: Counter, _ value: Int) -> Bool {
+    private func reached(_ r: Int, _ c: Counter, _ value: Int) -> Bool {
         counter(r, c).load(ordering: .acquiring) >= value
     }
 
     /// Waits until rank `r` has counted `value` of `c`. Spins briefly, then yields the core, so that
     /// ranks oversubscribing the cores let the rank they wait for run.
-    func wait(_ r: Int, _ c: Counter, _ value: Int) {
+    private func wait(_ r: Int, _ c: Counter, _ value: Int) {
         var spins = 0
         while !reached(r, c, value) {
             spins += 1
@@ -168,9 +168,17 @@ final class NodeMemory {
         }
     }
 
+    /// Whether every other rank has counted `value` of `c`; with `wait`, waits until they have (and
+    /// then says true).
+    func othersReached(_ c: Counter, _ value: Int, wait waiting: Bool) -> Bool {
+        for r in 0..<size where r != rank {
+            if waiting { wait(r, c, value) } else if !reached(r, c, value) { return false }
+        }
+        return true
+    }
+
     /// Every rank of the node has reached this point (and its writes before it are visible).
     func barrier() {
-        let value = advance(.arrived)
-        for r in 0..<size where r != rank { wait(r, .arrived, value) }
+        _ = othersReached(.arrived, advance(.arrived), wait: true)
     }
 }

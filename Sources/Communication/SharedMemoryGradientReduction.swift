@@ -40,10 +40,8 @@ final class SharedMemoryGradientReduction: GradientReduction {
 
     /// Folds bucket `folded` when every rank has published it (`wait`: blocks until they have).
     private func fold(wait: Bool) -> Bool {
-        let b = folded, target = publishedBase + b + 1
-        for r in 0..<node.size where r != node.rank {
-            if wait { node.wait(r, .published, target) } else if !node.reached(r, .published, target) { return false }
-        }
+        let b = folded
+        guard node.othersReached(.published, publishedBase + b + 1, wait: wait) else { return false }
         let mine = ownedRanges[b]
         let leaves = node.gradients(of: 0) + mine.lowerBound
         combine(leaves, node.size, mine.count, node.slotStride, node.gradients(of: node.rank) + mine.lowerBound)
@@ -57,10 +55,7 @@ final class SharedMemoryGradientReduction: GradientReduction {
     private func copy(wait: Bool) -> Bool {
         let b = copied
         if shared[b] {
-            let target = foldedBase + b + 1
-            for r in 0..<node.size where r != node.rank {
-                if wait { node.wait(r, .folded, target) } else if !node.reached(r, .folded, target) { return false }
-            }
+            guard node.othersReached(.folded, foldedBase + b + 1, wait: wait) else { return false }
             let bucket = buckets[b], mine = node.gradients(of: node.rank)
             for r in 0..<node.size where r != node.rank {
                 let segment = rankSegment(r, of: bucket.count, ranks: node.size)

@@ -131,7 +131,6 @@ public struct StepBenchmark {
         if training.writesParameters { training.model.initialise(training.parameters, seed: config.train.seed) }
         try training.shareParameters()
         let p = training.model.parameterCount, model = training.model
-        let rank = communicator.rank
 
         var dataMs: [Double] = [], forwardMs: [Double] = [], backwardMs: [Double] = []
         var waitMs: [Double] = [], allreduceMs: [Double] = [], updateMs: [Double] = [], stepMs: [Double] = []
@@ -159,9 +158,7 @@ public struct StepBenchmark {
         let medians = [dataMs, forwardMs, backwardMs, waitMs, allreduceMs, updateMs, stepMs, progressMs, exposedMs].map(median)
         var slowest = medians.map { Int64(($0 * 1e6).rounded()) } + [Int64((timedSeconds * 1e6).rounded())]
         try communicator.allreduceMax(&slowest)
-        var rss = [Double](repeating: 0, count: communicator.size)
-        rss[rank] = peakResidentMiB()
-        try communicator.allreduceSum(&rss)
+        let rss = try communicator.valuesPerRank(peakResidentMiB())
         let ms = slowest.prefix(9).map { Double($0) / 1e6 }
         let wall = Double(slowest[9]) / 1e6
         let compute = ms[1] + ms[2] - ms[7] + ms[5]   // forward, backward without its progress calls, update

@@ -479,9 +479,7 @@ public final class Trainer {
                 break
             }
         }
-        var peaks = [Double](repeating: 0, count: communicator.size)
-        peaks[communicator.rank] = peakResidentMiB()
-        try communicator.allreduceSum(&peaks)   // each rank fills its own entry: x + 0 is exact
+        let peaks = try communicator.valuesPerRank(peakResidentMiB())
         var summary = TrainSummary(status: status, step: progress.step,
                                    epoch: (progress.step + stepsPerEpoch - 1) / stepsPerEpoch, trainLoss: lastLoss,
                                    testLoss: testLoss,
